@@ -1,0 +1,1 @@
+//! Wiring: pollers, the shared index, the milter server, signals.

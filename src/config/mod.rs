@@ -1,0 +1,223 @@
+//! Configuration: the TOML file is read into [`raw`] types (serde, every
+//! field optional) and then validated into [`Config`]. Every error names the
+//! file, the key and the bad value, and says what is allowed.
+
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::extract::Limits;
+use crate::policy::{Action, PolicyConfig};
+
+pub use validate::{load, parse, ConfigError};
+
+/// Where the configuration is looked for when neither `--config` nor
+/// `IOC_MILTER_CONFIG` names a file.
+pub const DEFAULT_PATH: &str = "/etc/ioc-milter/ioc-milter.toml";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (`<embedded demo>` for the demo).
+    pub path: PathBuf,
+    pub milter: MilterConfig,
+    pub state: StateConfig,
+    pub match_log: MatchLogConfig,
+    pub policy: PolicyConfig,
+    pub limits: Limits,
+    pub sources: Vec<SourceConfig>,
+    /// Problems that do not stop the program, such as a password file that
+    /// cannot be read yet.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|source| source.name == name)
+    }
+}
+
+/// Where the milter listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Inet(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Inet(addr) => write!(f, "inet:{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The `[milter]` section.
+#[derive(Debug, Clone)]
+pub struct MilterConfig {
+    pub listen: ListenAddr,
+    /// Time allowed to judge one message at end of message before the
+    /// fallback verdict is given.
+    pub judge_timeout: Duration,
+    /// Time allowed to read one milter command from the MTA.
+    pub read_timeout: Duration,
+    /// Largest milter frame accepted; a larger one gives the fallback verdict.
+    pub max_frame_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// File mode of a unix socket.
+    pub socket_mode: u32,
+    /// Text of the SMTP reply for `reject`; `{reference}` is replaced by the
+    /// reference id that the match log also records.
+    pub reject_text: String,
+    /// Text of the SMTP reply for `tempfail`.
+    pub tempfail_text: String,
+}
+
+/// The `[state]` section.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub directory: PathBuf,
+}
+
+/// The `[match_log]` section.
+#[derive(Debug, Clone)]
+pub struct MatchLogConfig {
+    pub path: PathBuf,
+}
+
+/// A secret (password, API key) and where it comes from. It is read when it
+/// is needed, so a password file may appear after the configuration is
+/// checked. `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+    Env(String),
+}
+
+impl Secret {
+    /// Reads the secret; a file's trailing newline is removed.
+    pub fn reveal(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(value) => Ok(value.clone()),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| format!("cannot read password file {}: {e}", path.display())),
+            Secret::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set")),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Secret::Inline(<redacted>)"),
+            Secret::File(path) => write!(f, "Secret::File({})", path.display()),
+            Secret::Env(name) => write!(f, "Secret::Env({name})"),
+        }
+    }
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub description: Option<String>,
+    pub kind: SourceKind,
+    pub suspended: bool,
+    /// Time between polls (at most 24 h).
+    pub polling_interval: Duration,
+    /// How far back a full poll reaches, and the age after which an
+    /// indicator expires (at most 365 days).
+    pub age: Duration,
+    /// Window of one poll request (at most `age`).
+    pub poll_segment: Duration,
+    /// Time allowed for one HTTP request.
+    pub timeout: Duration,
+    /// Largest response body accepted, in bytes.
+    pub max_bytes: u64,
+    /// Most result parts followed in one poll segment.
+    pub max_parts: u32,
+    /// Most indicators kept from this source.
+    pub max_indicators: usize,
+    /// Action for every match of this source, overriding the per-type one.
+    pub action: Option<Action>,
+}
+
+/// The kind of a source and its kind-specific settings.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Taxii11(Taxii11Source),
+    File(FileSource),
+}
+
+impl SourceKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::Taxii11(_) => "taxii11",
+            SourceKind::File(_) => "file",
+        }
+    }
+}
+
+/// A TAXII 1.1 poll service.
+#[derive(Debug, Clone)]
+pub struct Taxii11Source {
+    pub hostname: String,
+    pub port: u16,
+    pub https: bool,
+    pub polling_path: String,
+    pub collection: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// HTTP or HTTPS proxy URL.
+    pub proxy: Option<String>,
+    /// Extra CA certificate (PEM) to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Taxii11Source {
+    /// The poll service URL.
+    pub fn poll_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let default_port = if self.https { 443 } else { 80 };
+        let path = if self.polling_path.starts_with('/') {
+            self.polling_path.clone()
+        } else {
+            format!("/{}", self.polling_path)
+        };
+        if self.port == default_port {
+            format!("{scheme}://{}{path}", self.hostname)
+        } else {
+            format!("{scheme}://{}:{}{path}", self.hostname, self.port)
+        }
+    }
+}
+
+/// STIX 1.x documents read from a file or every `.xml` file of a directory.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub path: PathBuf,
+}
+
+/// The demo configuration embedded in the binary (`ioc-milter run --demo`).
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+/// Resolves the configuration file: the `--config` argument, else
+/// `IOC_MILTER_CONFIG`, else [`DEFAULT_PATH`].
+pub fn resolve_path(argument: Option<&Path>) -> PathBuf {
+    if let Some(path) = argument {
+        return path.to_path_buf();
+    }
+    match std::env::var_os("IOC_MILTER_CONFIG") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}

@@ -1,0 +1,577 @@
+//! Validation of [`RawConfig`] into [`Config`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawSource};
+use super::{
+    Config, FileSource, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig,
+    SourceKind, StateConfig, Taxii11Source,
+};
+use crate::extract::Limits;
+use crate::index::IndicatorType;
+use crate::policy::{Action, PolicyConfig};
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// A configuration error: the file, the key and what is wrong with it.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key such as `policy.ip` or `source[alienvault_user].age`;
+    /// empty for errors about the whole file.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the configuration file at `path`. Relative paths in
+/// it are taken relative to the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: String::new(),
+        message: format!(
+            "cannot read the configuration file: {e}; pass another one with --config FILE or IOC_MILTER_CONFIG"
+        ),
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, path, &base)
+}
+
+/// Validates configuration text. `file` names it in errors; relative paths
+/// are resolved against `base`.
+pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        key: String::new(),
+        message: format!("invalid TOML: {}", e.to_string().trim_end()),
+    })?;
+    Validator {
+        file: file.to_path_buf(),
+        base: base.to_path_buf(),
+        warnings: Vec::new(),
+    }
+    .config(raw)
+}
+
+struct Validator {
+    file: PathBuf,
+    base: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Validator {
+    fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let path = PathBuf::from(value);
+        if path.is_absolute() {
+            path
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let milter = self.milter(raw.milter.unwrap_or_default())?;
+        let state = StateConfig {
+            directory: self.path(
+                raw.state
+                    .and_then(|s| s.directory)
+                    .as_deref()
+                    .unwrap_or("/var/lib/ioc-milter"),
+            ),
+        };
+        let match_log = MatchLogConfig {
+            path: self.path(
+                raw.match_log
+                    .and_then(|m| m.path)
+                    .as_deref()
+                    .unwrap_or("/var/log/ioc-milter/matches.jsonl"),
+            ),
+        };
+        let mut policy = self.policy(raw.policy.unwrap_or_default())?;
+        let limits = self.limits(raw.limits.unwrap_or_default())?;
+
+        let mut sources = Vec::new();
+        let mut names = HashSet::new();
+        for (index, raw_source) in raw.source.into_iter().enumerate() {
+            let source = self.source(index, raw_source)?;
+            if !names.insert(source.name.clone()) {
+                return Err(self.error(
+                    &format!("source[{}].name", source.name),
+                    format!(
+                        "duplicate source name {:?}; every [[source]] needs its own name",
+                        source.name
+                    ),
+                ));
+            }
+            if let Some(action) = source.action {
+                policy.per_source.insert(source.name.clone(), action);
+            }
+            sources.push(source);
+        }
+
+        Ok(Config {
+            path: self.file.clone(),
+            milter,
+            state,
+            match_log,
+            policy,
+            limits,
+            sources,
+            warnings: self.warnings,
+        })
+    }
+
+    fn milter(&self, raw: super::raw::RawMilter) -> Result<MilterConfig, ConfigError> {
+        let listen_text = raw.listen.unwrap_or_else(|| "inet:127.0.0.1:8894".into());
+        let listen = self.listen(&listen_text)?;
+        let socket_mode = match raw.socket_mode {
+            None => 0o660,
+            Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|mode| *mode <= 0o777)
+                .ok_or_else(|| {
+                    self.error(
+                        "milter.socket_mode",
+                        format!("invalid mode {text:?}; write an octal mode such as \"0660\""),
+                    )
+                })?,
+        };
+        Ok(MilterConfig {
+            listen,
+            judge_timeout: self.duration(
+                "milter.judge_timeout",
+                raw.judge_timeout.as_deref(),
+                Duration::from_secs(10),
+                Duration::from_millis(10),
+                Duration::from_secs(600),
+            )?,
+            read_timeout: self.duration(
+                "milter.read_timeout",
+                raw.read_timeout.as_deref(),
+                Duration::from_secs(7210),
+                Duration::from_secs(1),
+                Duration::from_secs(DAY),
+            )?,
+            max_frame_bytes: self.count(
+                "milter.max_frame_bytes",
+                raw.max_frame_bytes,
+                1024 * 1024,
+                65_536,
+                64 * 1024 * 1024,
+            )?,
+            max_connections: self.count(
+                "milter.max_connections",
+                raw.max_connections,
+                1000,
+                1,
+                1_000_000,
+            )?,
+            socket_mode,
+            reject_text: raw.reject_text.unwrap_or_else(|| {
+                "5.7.1 Message rejected: it matches a threat indicator (reference {reference})"
+                    .into()
+            }),
+            tempfail_text: raw.tempfail_text.unwrap_or_else(|| {
+                "4.7.1 Message deferred: it matches a threat indicator (reference {reference})"
+                    .into()
+            }),
+        })
+    }
+
+    fn listen(&self, text: &str) -> Result<ListenAddr, ConfigError> {
+        let invalid = || {
+            self.error(
+                "milter.listen",
+                format!(
+                    "invalid address {text:?}; write \"inet:HOST:PORT\" (e.g. \"inet:127.0.0.1:8894\") or \"unix:/PATH\""
+                ),
+            )
+        };
+        if let Some(path) = text.strip_prefix("unix:").or_else(|| text.strip_prefix("local:")) {
+            if !path.starts_with('/') {
+                return Err(invalid());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        let rest = text
+            .strip_prefix("inet:")
+            .or_else(|| text.strip_prefix("inet6:"))
+            .ok_or_else(invalid)?;
+        // Sendmail spells it PORT@HOST.
+        let rest = match rest.split_once('@') {
+            Some((port, host)) if host.contains(':') => format!("[{host}]:{port}"),
+            Some((port, host)) => format!("{host}:{port}"),
+            None => rest.to_string(),
+        };
+        if let Ok(addr) = rest.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Inet(addr));
+        }
+        if let Some(port) = rest.strip_prefix("localhost:") {
+            let port: u16 = port.parse().map_err(|_| invalid())?;
+            return Ok(ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        Err(invalid())
+    }
+
+    fn action(&self, key: &str, text: Option<&str>) -> Result<Option<Action>, ConfigError> {
+        match text {
+            None => Ok(None),
+            Some(text) => text
+                .parse::<Action>()
+                .map(Some)
+                .map_err(|message| self.error(key, message)),
+        }
+    }
+
+    fn policy(&self, raw: super::raw::RawPolicy) -> Result<PolicyConfig, ConfigError> {
+        let mut policy = PolicyConfig::default();
+        if let Some(action) = self.action("policy.default", raw.default.as_deref())? {
+            policy.default = action;
+        }
+        let per_type = [
+            (IndicatorType::Ip, raw.ip),
+            (IndicatorType::Domain, raw.domain),
+            (IndicatorType::Url, raw.url),
+            (IndicatorType::Hash, raw.hash),
+            (IndicatorType::Email, raw.email),
+        ];
+        let mut actions = BTreeMap::new();
+        for (kind, text) in per_type {
+            let key = format!("policy.{kind}");
+            if let Some(action) = self.action(&key, text.as_deref())? {
+                actions.insert(kind, action);
+            }
+        }
+        policy.per_type = actions;
+        policy.monitor = raw.monitor.unwrap_or(false);
+        if let Some(action) = self.action("policy.fallback", raw.fallback.as_deref())? {
+            policy.fallback = action;
+        }
+        Ok(policy)
+    }
+
+    fn limits(&self, raw: super::raw::RawLimits) -> Result<Limits, ConfigError> {
+        let default = Limits::default();
+        Ok(Limits {
+            max_message_bytes: self.count(
+                "limits.max_message_bytes",
+                raw.max_message_bytes,
+                default.max_message_bytes,
+                1024,
+                1024 * 1024 * 1024,
+            )?,
+            max_parts: self.count(
+                "limits.max_parts",
+                raw.max_parts,
+                default.max_parts,
+                1,
+                100_000,
+            )?,
+            max_urls: self.count("limits.max_urls", raw.max_urls, default.max_urls, 1, 1_000_000)?,
+            max_nesting: self.count(
+                "limits.max_nesting",
+                raw.max_nesting,
+                default.max_nesting,
+                0,
+                100,
+            )?,
+        })
+    }
+
+    fn count(
+        &self,
+        key: &str,
+        value: Option<u64>,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(value) if (min as u64..=max as u64).contains(&value) => Ok(value as usize),
+            Some(value) => Err(self.error(
+                key,
+                format!("invalid value {value}; allowed: {min} to {max}"),
+            )),
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        text: Option<&str>,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(text) = text else {
+            return Ok(default);
+        };
+        let value = humantime::parse_duration(text.trim()).map_err(|e| {
+            self.error(
+                key,
+                format!("invalid duration {text:?} ({e}); write e.g. \"90s\", \"30m\", \"1h\" or \"30d\""),
+            )
+        })?;
+        if value < min || value > max {
+            return Err(self.error(
+                key,
+                format!(
+                    "invalid duration {text:?}; allowed: {} to {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn source(&mut self, index: usize, raw: RawSource) -> Result<SourceConfig, ConfigError> {
+        let position = format!("source[{}]", index + 1);
+        let name = raw
+            .name
+            .clone()
+            .ok_or_else(|| self.error(&format!("{position}.name"), "missing; every [[source]] needs a name"))?;
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !name_ok {
+            return Err(self.error(
+                &format!("{position}.name"),
+                format!("invalid name {name:?}; use 1 to 64 letters, digits, '_', '-' or '.'"),
+            ));
+        }
+        let key = |field: &str| format!("source[{name}].{field}");
+
+        let polling_interval = self.duration(
+            &key("polling_interval"),
+            raw.polling_interval.as_deref(),
+            Duration::from_secs(HOUR),
+            Duration::from_secs(60),
+            Duration::from_secs(DAY),
+        )?;
+        let age = self.duration(
+            &key("age"),
+            raw.age.as_deref(),
+            Duration::from_secs(30 * DAY),
+            Duration::from_secs(HOUR),
+            Duration::from_secs(365 * DAY),
+        )?;
+        let poll_segment = self.duration(
+            &key("poll_segment"),
+            raw.poll_segment.as_deref(),
+            age,
+            Duration::from_secs(60),
+            Duration::from_secs(365 * DAY),
+        )?;
+        if poll_segment > age {
+            return Err(self.error(
+                &key("poll_segment"),
+                format!(
+                    "invalid duration {:?}: a poll segment may not be longer than age ({})",
+                    raw.poll_segment.as_deref().unwrap_or_default(),
+                    humantime::format_duration(age)
+                ),
+            ));
+        }
+        let timeout = self.duration(
+            &key("timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            Duration::from_secs(HOUR),
+        )?;
+        let max_bytes = self.count(
+            &key("max_bytes"),
+            raw.max_bytes,
+            256 * 1024 * 1024,
+            1024,
+            16 * 1024 * 1024 * 1024,
+        )? as u64;
+        let max_parts = self.count(&key("max_parts"), raw.max_parts, 1000, 1, 1_000_000)? as u32;
+        let max_indicators = self.count(
+            &key("max_indicators"),
+            raw.max_indicators,
+            5_000_000,
+            1,
+            100_000_000,
+        )?;
+        let action = self.action(&key("action"), raw.action.as_deref())?;
+
+        let kind_name = raw.kind.clone().ok_or_else(|| {
+            self.error(&key("kind"), "missing; allowed kinds: taxii11, file")
+        })?;
+        let kind = match kind_name.as_str() {
+            "taxii11" => SourceKind::Taxii11(self.taxii11(&name, &raw)?),
+            "file" => {
+                let path = raw.path.as_deref().ok_or_else(|| {
+                    self.error(
+                        &key("path"),
+                        "missing; a file source needs the path of a STIX 1.x file or a directory of them",
+                    )
+                })?;
+                SourceKind::File(FileSource {
+                    path: self.path(path),
+                })
+            }
+            other => {
+                return Err(self.error(
+                    &key("kind"),
+                    format!("unknown kind {other:?}; allowed kinds: taxii11, file"),
+                ))
+            }
+        };
+
+        Ok(SourceConfig {
+            name,
+            description: raw.description,
+            kind,
+            suspended: raw.suspended.unwrap_or(false),
+            polling_interval,
+            age,
+            poll_segment,
+            timeout,
+            max_bytes,
+            max_parts,
+            max_indicators,
+            action,
+        })
+    }
+
+    fn taxii11(&mut self, name: &str, raw: &RawSource) -> Result<Taxii11Source, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let hostname = raw
+            .hostname
+            .clone()
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| {
+                self.error(&key("hostname"), "missing; e.g. hostname = \"otx.alienvault.com\"")
+            })?;
+        if hostname.contains('/') || hostname.contains(' ') || hostname.contains("://") {
+            return Err(self.error(
+                &key("hostname"),
+                format!(
+                    "invalid host name {hostname:?}; give only the name, and set the path in polling_path"
+                ),
+            ));
+        }
+        let https = raw.https.unwrap_or(true);
+        let port = match raw.port {
+            None => {
+                if https {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(port) if (1..=65535).contains(&port) => port as u16,
+            Some(port) => {
+                return Err(self.error(
+                    &key("port"),
+                    format!("invalid port {port}; allowed: 1 to 65535"),
+                ))
+            }
+        };
+        let polling_path = raw.polling_path.clone().unwrap_or_else(|| "/taxii/poll".into());
+        if !polling_path.starts_with('/') {
+            return Err(self.error(
+                &key("polling_path"),
+                format!("invalid path {polling_path:?}; it must start with '/', e.g. \"/taxii/poll\""),
+            ));
+        }
+        let collection = raw
+            .collection
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                self.error(&key("collection"), "missing; e.g. collection = \"user_AlienVault\"")
+            })?;
+
+        let given: Vec<&str> = [
+            ("password", raw.password.is_some()),
+            ("password_file", raw.password_file.is_some()),
+            ("password_env", raw.password_env.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        if given.len() > 1 {
+            return Err(self.error(
+                &key(given[1]),
+                format!("set only one of password, password_file and password_env (found {})", given.join(", ")),
+            ));
+        }
+        let password = if let Some(value) = &raw.password {
+            Some(Secret::Inline(value.clone()))
+        } else if let Some(path) = &raw.password_file {
+            let path = self.path(path);
+            if let Err(e) = std::fs::metadata(&path) {
+                self.warnings.push(format!(
+                    "{}: {}: cannot read {}: {e}; polls of this source fail until it exists",
+                    self.file.display(),
+                    key("password_file"),
+                    path.display()
+                ));
+            }
+            Some(Secret::File(path))
+        } else {
+            raw.password_env.as_ref().map(|name| Secret::Env(name.clone()))
+        };
+        if password.is_some() && raw.username.is_none() {
+            return Err(self.error(
+                &key("username"),
+                "missing; a password needs a username (for AlienVault OTX, the API key)",
+            ));
+        }
+        if let Some(proxy) = &raw.proxy {
+            if url::Url::parse(proxy).is_err() {
+                return Err(self.error(
+                    &key("proxy"),
+                    format!("invalid proxy URL {proxy:?}; write e.g. \"http://proxy.example.net:3128\""),
+                ));
+            }
+        }
+        Ok(Taxii11Source {
+            hostname,
+            port,
+            https,
+            polling_path,
+            collection,
+            username: raw.username.clone(),
+            password,
+            proxy: raw.proxy.clone(),
+            ca_file: raw.ca_file.as_deref().map(|p| self.path(p)),
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! Policy: turns matches into a verdict. Plain functions, no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::{IndicatorType, Match};
+
+/// What happens to a message. Variants are ordered by severity; when several
+/// matches call for different actions, the most severe wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver; the match is only logged.
+    Accept,
+    /// Deliver with an `X-IOC-Match` header per match.
+    Tag,
+    /// Tag, and ask the MTA to hold the message (Postfix hold queue).
+    Quarantine,
+    /// Answer 451 4.7.1 so the client retries later.
+    Tempfail,
+    /// Answer 550 5.7.1 with a reference id.
+    Reject,
+    /// Accept and silently drop the message.
+    Discard,
+}
+
+impl Action {
+    pub const NAMES: &'static str = "accept, tag, quarantine, tempfail, reject, discard";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Tag => "tag",
+            Action::Quarantine => "quarantine",
+            Action::Tempfail => "tempfail",
+            Action::Reject => "reject",
+            Action::Discard => "discard",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Action, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "accept" => Ok(Action::Accept),
+            "tag" => Ok(Action::Tag),
+            "quarantine" => Ok(Action::Quarantine),
+            "tempfail" => Ok(Action::Tempfail),
+            "reject" => Ok(Action::Reject),
+            "discard" => Ok(Action::Discard),
+            _ => Err(format!(
+                "unknown action {text:?}; expected one of {}",
+                Action::NAMES
+            )),
+        }
+    }
+}
+
+/// The `[policy]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Action for a match whose type and source set none.
+    pub default: Action,
+    pub per_type: BTreeMap<IndicatorType, Action>,
+    /// Per-source override (`action` in a `[[source]]`); it wins over the
+    /// per-type action.
+    pub per_source: BTreeMap<String, Action>,
+    /// Log what would happen and accept everything.
+    pub monitor: bool,
+    /// Verdict on an internal error or timeout.
+    pub fallback: Action,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> PolicyConfig {
+        PolicyConfig {
+            default: Action::Reject,
+            per_type: BTreeMap::new(),
+            per_source: BTreeMap::new(),
+            monitor: false,
+            fallback: Action::Accept,
+        }
+    }
+}
+
+/// The outcome of the policy for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// What the policy calls for.
+    pub action: Action,
+    /// What is actually done: `accept` in monitor mode, else `action`.
+    pub applied: Action,
+}
+
+impl PolicyConfig {
+    /// The action for one match: the source override, else the type's
+    /// action, else the default.
+    pub fn action_for(&self, found: &Match) -> Action {
+        if let Some(action) = self.per_source.get(&found.indicator.source) {
+            return *action;
+        }
+        self.per_type
+            .get(&found.indicator.kind())
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// Decides the verdict for a set of matches; no match means accept.
+    pub fn decide(&self, matches: &[Match]) -> Decision {
+        let action = matches
+            .iter()
+            .map(|found| self.action_for(found))
+            .max()
+            .unwrap_or(Action::Accept);
+        let applied = if self.monitor { Action::Accept } else { action };
+        Decision { action, applied }
+    }
+}
