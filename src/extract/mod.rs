@@ -44,12 +44,12 @@ pub struct MessageObservables {
 /// HELO and envelope sender.
 pub fn from_session(conn: &ConnectionFacts, envelope: Option<&Envelope>) -> Vec<Observable> {
     let _ = (conn, envelope);
-    todo!("extract::from_session")
+    Vec::new()
 }
 
 /// Observables of the message content: header addresses, URLs and their
 /// hosts, attachment hashes.
 pub fn from_message(raw: &[u8], limits: &Limits) -> MessageObservables {
     let _ = (raw, limits);
-    todo!("extract::from_message")
+    MessageObservables::default()
 }
