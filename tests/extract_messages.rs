@@ -239,7 +239,13 @@ fn truncated_message_bytes() {
 #[test]
 fn mutated_fixtures_never_panic() {
     // A fixed linear congruential generator keeps the cases reproducible.
-    let names = ["plain.eml", "html-qp.eml", "attachment.eml", "nested.eml", "malformed.eml"];
+    let names = [
+        "plain.eml",
+        "html-qp.eml",
+        "attachment.eml",
+        "nested.eml",
+        "malformed.eml",
+    ];
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
         state = state

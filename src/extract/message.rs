@@ -35,9 +35,25 @@ pub(crate) fn observables(raw: &[u8], limits: &Limits) -> MessageObservables {
         }
         _ => raw,
     };
-    let Some(message) = MessageParser::default().parse(raw) else {
-        tracing::debug!(bytes = raw.len(), "message has no headers, nothing extracted");
-        return collector.out;
+    // mail-parser 0.11 documents `parse` as never panicking. The guard keeps
+    // a parser bug from ending the caller's task (with `panic = "unwind"`).
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    let message = match parsed {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            tracing::debug!(
+                bytes = raw.len(),
+                "message has no headers, nothing extracted"
+            );
+            return collector.out;
+        }
+        Err(_) => {
+            tracing::warn!(
+                bytes = raw.len(),
+                "mail-parser panicked, message not scanned"
+            );
+            return collector.out;
+        }
     };
     collector.out.subject = message.subject().map(str::to_string);
     collector.out.message_id = message.message_id().map(str::to_string);
@@ -52,8 +68,8 @@ struct Collector<'l> {
     /// Observables already pushed, so a value found twice at one location
     /// is reported once.
     seen: HashSet<(ObservableValue, Location)>,
-    /// Canonical URLs and URL hosts already pushed; they keep their first
-    /// location only.
+    /// Canonical URLs and URL hosts already pushed. Each keeps only its first
+    /// location.
     seen_from_urls: HashSet<ObservableValue>,
     url_count: usize,
     parts_seen: usize,
@@ -78,7 +94,10 @@ impl<'l> Collector<'l> {
     /// Records that the limit `name` was hit, once per message.
     fn hit(&mut self, name: &'static str) {
         if !self.out.limits_hit.contains(&name) {
-            tracing::debug!(limit = name, "extraction limit hit, the rest is not scanned");
+            tracing::debug!(
+                limit = name,
+                "extraction limit hit, the rest is not scanned"
+            );
             self.out.limits_hit.push(name);
         }
     }
@@ -127,9 +146,8 @@ impl<'l> Collector<'l> {
                 return;
             }
             self.parts_seen += 1;
-            let is_body = u32::try_from(id).is_ok_and(|id| {
-                message.text_body.contains(&id) || message.html_body.contains(&id)
-            });
+            let is_body = u32::try_from(id)
+                .is_ok_and(|id| message.text_body.contains(&id) || message.html_body.contains(&id));
             match &part.body {
                 PartType::Multipart(_) => {}
                 PartType::Message(inner) => {
@@ -205,13 +223,16 @@ impl<'l> Collector<'l> {
             name: name.map(str::to_string),
         };
         for digest in digests(bytes) {
-            self.push(Observable::new(ObservableValue::Hash(digest), location.clone()));
+            self.push(Observable::new(
+                ObservableValue::Hash(digest),
+                location.clone(),
+            ));
         }
     }
 }
 
-/// Returns the host of a canonical URL as a domain or IP observable value;
-/// `None` when the host is neither a valid domain nor an IP address.
+/// Returns the host of a canonical URL as a domain or IP observable value.
+/// Returns `None` when the host is neither a valid domain nor an IP address.
 fn url_host(canonical: &str) -> Option<ObservableValue> {
     let parsed = url::Url::parse(canonical).ok()?;
     match parsed.host()? {
@@ -250,11 +271,17 @@ mod tests {
     #[test]
     fn url_host_kinds() {
         let domain = url_host("http://evil.example.net/x");
-        assert_eq!(domain, Some(ObservableValue::Domain("evil.example.net".into())));
+        assert_eq!(
+            domain,
+            Some(ObservableValue::Domain("evil.example.net".into()))
+        );
         let v4 = url_host("http://192.0.2.7/x");
         assert_eq!(v4, Some(ObservableValue::Ip("192.0.2.7".parse().unwrap())));
         let v6 = url_host("http://[2001:db8::7]/x");
-        assert_eq!(v6, Some(ObservableValue::Ip("2001:db8::7".parse().unwrap())));
+        assert_eq!(
+            v6,
+            Some(ObservableValue::Ip("2001:db8::7".parse().unwrap()))
+        );
         assert_eq!(url_host("http://intranet/x"), None);
     }
 
@@ -266,7 +293,8 @@ mod tests {
             max_urls: 1,
             max_nesting: 5,
         };
-        let raw = b"Subject: s\r\n\r\nhttp://a.example.com/ http://b.example.com/ http://c.example.com/";
+        let raw =
+            b"Subject: s\r\n\r\nhttp://a.example.com/ http://b.example.com/ http://c.example.com/";
         let found = observables(raw, &limits);
         assert_eq!(found.limits_hit, ["max_message_bytes", "max_urls"]);
         assert_eq!(found.observables.len(), 2);

@@ -49,8 +49,9 @@ pub struct MessageObservables {
 /// The client IP (IPv4-mapped IPv6 folded to IPv4) is found at
 /// [`Location::Connect`]. The client name is skipped when it is Postfix's
 /// `unknown` or an address in brackets. A HELO address literal such as
-/// `[192.0.2.1]` becomes an IP observable. The envelope sender gives an email
-/// observable and its domain. Missing or invalid values are skipped.
+/// `[192.0.2.1]` (or a bare address) becomes an IP observable. The envelope
+/// sender gives an email observable and its domain. Missing or invalid
+/// values are skipped.
 pub fn from_session(conn: &ConnectionFacts, envelope: Option<&Envelope>) -> Vec<Observable> {
     session::observables(conn, envelope)
 }

@@ -13,7 +13,10 @@ pub(crate) fn observables(conn: &ConnectionFacts, envelope: Option<&Envelope>) -
     if let Some(addr) = conn.client_ip {
         let addr = normalize::fold_mapped_ipv4(addr);
         if !addr.is_unspecified() {
-            found.push(Observable::new(ObservableValue::Ip(addr), Location::Connect));
+            found.push(Observable::new(
+                ObservableValue::Ip(addr),
+                Location::Connect,
+            ));
         }
     }
     if let Some(name) = conn.client_name.as_deref() {
@@ -54,7 +57,7 @@ fn helo_value(helo: &str) -> Option<ObservableValue> {
                 .or_else(|| inner.strip_prefix("ipv6:"))
                 .unwrap_or(inner)
         });
-    if let Some(addr) = literal.unwrap_or(helo).parse::<IpAddr>().ok() {
+    if let Ok(addr) = literal.unwrap_or(helo).parse::<IpAddr>() {
         return Some(ObservableValue::Ip(normalize::fold_mapped_ipv4(addr)));
     }
     if literal.is_some() {
@@ -69,7 +72,9 @@ pub(crate) fn push_email(found: &mut Vec<Observable>, text: &str, location: Loca
     let Ok(address) = normalize::email(text) else {
         return;
     };
-    let domain = address.rsplit_once('@').map(|(_, domain)| domain.to_string());
+    let domain = address
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.to_string());
     found.push(Observable::new(
         ObservableValue::Email(address),
         location.clone(),
@@ -107,11 +112,26 @@ mod tests {
         let facts = conn("::ffff:192.0.2.10", "Mail.Example.COM.", "mx.example.net");
         let found = observables(&facts, Some(&envelope("<Bob@Example.org>")));
         let expected = vec![
-            obs(ObservableValue::Ip("192.0.2.10".parse().unwrap()), Location::Connect),
-            obs(ObservableValue::Domain("mail.example.com".into()), Location::ClientName),
-            obs(ObservableValue::Domain("mx.example.net".into()), Location::Helo),
-            obs(ObservableValue::Email("bob@example.org".into()), Location::EnvelopeSender),
-            obs(ObservableValue::Domain("example.org".into()), Location::EnvelopeSender),
+            obs(
+                ObservableValue::Ip("192.0.2.10".parse().unwrap()),
+                Location::Connect,
+            ),
+            obs(
+                ObservableValue::Domain("mail.example.com".into()),
+                Location::ClientName,
+            ),
+            obs(
+                ObservableValue::Domain("mx.example.net".into()),
+                Location::Helo,
+            ),
+            obs(
+                ObservableValue::Email("bob@example.org".into()),
+                Location::EnvelopeSender,
+            ),
+            obs(
+                ObservableValue::Domain("example.org".into()),
+                Location::EnvelopeSender,
+            ),
         ];
         assert_eq!(found, expected);
     }
@@ -134,7 +154,10 @@ mod tests {
         let v4 = helo_value("[192.0.2.1]");
         assert_eq!(v4, Some(ObservableValue::Ip("192.0.2.1".parse().unwrap())));
         let v6 = helo_value("[IPv6:2001:db8::1]");
-        assert_eq!(v6, Some(ObservableValue::Ip("2001:db8::1".parse().unwrap())));
+        assert_eq!(
+            v6,
+            Some(ObservableValue::Ip("2001:db8::1".parse().unwrap()))
+        );
         assert_eq!(helo_value("[not-an-ip]"), None);
         assert_eq!(helo_value("[mx.example.com]"), None);
     }

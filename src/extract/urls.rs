@@ -79,19 +79,25 @@ pub(crate) fn find_in_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFl
     find_in_text(&text, emit);
 }
 
-/// Whether a `www.` match at `start` begins a word, so `user@www.example.com`
+/// Checks that a `www.` match at `start` begins a word, so `user@www.example.com`
 /// and `mywww.example.com` are not read as URLs.
 fn is_word_start(text: &str, start: usize) -> bool {
-    match text.get(..start).and_then(|before| before.chars().next_back()) {
+    match text
+        .get(..start)
+        .and_then(|before| before.chars().next_back())
+    {
         None => true,
         Some(c) => !(c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '/' | '%')),
     }
 }
 
-/// Whether an attribute name at `start` follows white space, a quote or a
+/// Checks that an attribute name at `start` follows white space, a quote or a
 /// slash, so `data-href` and `xsrc` are not read as `href` and `src`.
 fn is_attribute_start(html: &str, start: usize) -> bool {
-    match html.get(..start).and_then(|before| before.chars().next_back()) {
+    match html
+        .get(..start)
+        .and_then(|before| before.chars().next_back())
+    {
         None => false,
         Some(c) => c.is_whitespace() || matches!(c, '"' | '\'' | '/'),
     }
@@ -104,7 +110,10 @@ fn bare_url_end(text: &str, start: usize) -> usize {
     for (offset, c) in rest.char_indices() {
         let stops = c.is_whitespace()
             || c.is_control()
-            || matches!(c, '<' | '>' | '"' | '`' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}');
+            || matches!(
+                c,
+                '<' | '>' | '"' | '`' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
+            );
         if stops {
             return start + offset;
         }
@@ -113,7 +122,7 @@ fn bare_url_end(text: &str, start: usize) -> usize {
 }
 
 /// Returns the value of the attribute whose name ends at `after_name`, quoted
-/// or not; `None` when no `=` follows.
+/// or not, or `None` when no `=` follows.
 fn attribute_value(html: &str, after_name: usize) -> Option<&str> {
     let rest = html.get(after_name..)?;
     let rest = rest.trim_start();
@@ -138,7 +147,11 @@ fn attribute_value(html: &str, after_name: usize) -> Option<&str> {
 /// protocol-relative URL or a `www.` name.
 fn attribute_candidate(value: &str) -> Option<String> {
     let value = value.trim_matches(|c: char| c.is_whitespace() || c.is_control());
-    let lower: String = value.chars().take(8).collect::<String>().to_ascii_lowercase();
+    let lower: String = value
+        .chars()
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
     let is_web = ["http://", "https://", "hxxp://", "hxxps://", "www."]
         .iter()
         .any(|prefix| lower.starts_with(prefix));
@@ -194,7 +207,11 @@ fn trim_trailing_punctuation(raw: &str) -> &str {
 }
 
 fn refang(candidate: &str) -> String {
-    let mut url = if candidate.len() >= 4 && candidate.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("hxxp")) {
+    let mut url = if candidate.len() >= 4
+        && candidate
+            .get(..4)
+            .is_some_and(|s| s.eq_ignore_ascii_case("hxxp"))
+    {
         format!("http{}", candidate.get(4..).unwrap_or(""))
     } else {
         candidate.to_string()
@@ -232,8 +249,8 @@ pub(crate) fn decode_entities(text: &str) -> String {
     out
 }
 
-/// Decodes the reference after a `&`; returns the character and the number
-/// of bytes it used.
+/// Decodes the reference after a `&` and returns the character and the
+/// number of bytes it used.
 fn decode_reference(after: &str) -> Option<(char, usize)> {
     if let Some(numeric) = after.strip_prefix('#') {
         let (digits, radix, prefix) = match numeric.strip_prefix(['x', 'X']) {
@@ -242,17 +259,28 @@ fn decode_reference(after: &str) -> Option<(char, usize)> {
         };
         let len = digits
             .bytes()
-            .take_while(|b| if radix == 16 { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+            .take_while(|b| {
+                if radix == 16 {
+                    b.is_ascii_hexdigit()
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
             .count();
         if len == 0 {
             return None;
         }
         let value = u32::from_str_radix(digits.get(..len)?, radix).unwrap_or(u32::MAX);
-        let decoded = char::from_u32(value).filter(|&c| c != '\0').unwrap_or('\u{fffd}');
+        let decoded = char::from_u32(value)
+            .filter(|&c| c != '\0')
+            .unwrap_or('\u{fffd}');
         let semicolon = usize::from(digits.as_bytes().get(len) == Some(&b';'));
         return Some((decoded, prefix + len + semicolon));
     }
-    let name_len = after.bytes().take_while(|b| b.is_ascii_alphanumeric()).count();
+    let name_len = after
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
     if after.as_bytes().get(name_len) != Some(&b';') {
         return None;
     }
@@ -327,7 +355,10 @@ mod tests {
 
     #[test]
     fn text_scheme_alone_skipped() {
-        assert_eq!(text_urls("http:// and www. and https:///x"), Vec::<String>::new());
+        assert_eq!(
+            text_urls("http:// and www. and https:///x"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -338,7 +369,10 @@ mod tests {
 
     #[test]
     fn text_http_www_once() {
-        assert_eq!(text_urls("http://www.example.com/"), ["http://www.example.com/"]);
+        assert_eq!(
+            text_urls("http://www.example.com/"),
+            ["http://www.example.com/"]
+        );
     }
 
     #[test]
@@ -365,17 +399,26 @@ mod tests {
     #[test]
     fn html_entities_in_href() {
         let found = html_urls(r#"<a href="http://a&#46;example&#x2e;com/?a=1&amp;b=2">"#);
-        assert_eq!(found.first().map(String::as_str), Some("http://a.example.com/?a=1&b=2"));
+        assert_eq!(
+            found.first().map(String::as_str),
+            Some("http://a.example.com/?a=1&b=2")
+        );
     }
 
     #[test]
     fn entities_decode() {
-        assert_eq!(decode_entities("a&amp;b&#46;c&#x2E;d&#47e&bogus;f&"), "a&b.c.d/e&bogus;f&");
+        assert_eq!(
+            decode_entities("a&amp;b&#46;c&#x2E;d&#47e&bogus;f&"),
+            "a&b.c.d/e&bogus;f&"
+        );
         assert_eq!(decode_entities("&#0;&#x110000;"), "\u{fffd}\u{fffd}");
     }
 
     #[test]
     fn trims_nested_punctuation() {
-        assert_eq!(trim_trailing_punctuation("http://x.example/a).\"'"), "http://x.example/a");
+        assert_eq!(
+            trim_trailing_punctuation("http://x.example/a).\"'"),
+            "http://x.example/a"
+        );
     }
 }

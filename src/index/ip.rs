@@ -2,8 +2,8 @@
 //!
 //! Networks are grouped by prefix length. For each prefix length present in
 //! the indicators, a hash map goes from the masked network address to the
-//! indicator ids, so a lookup costs one hash probe per distinct prefix length
-//! (at most 33 for IPv4 and 129 for IPv6) and returns every containing
+//! indicator ids. A lookup costs one hash probe per distinct prefix length
+//! (at most 33 for IPv4 and 129 for IPv6). It returns every containing
 //! network, the most specific first.
 
 use std::net::IpAddr;
@@ -78,11 +78,15 @@ fn distinct_prefixes(lengths: impl Iterator<Item = u8>) -> Vec<u8> {
 }
 
 fn mask_v4(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0)
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
 }
 
 fn mask_v6(len: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0)
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

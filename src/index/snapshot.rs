@@ -129,10 +129,10 @@ impl Snapshot {
         counts
     }
 
-    /// Returns every indicator that `value` matches: for an IP every network
-    /// that contains it (the longest prefix first), for a domain the
-    /// indicators of the name and of its parents (the most specific first),
-    /// and exact matches for URLs, hashes and email addresses. Domains and
+    /// Returns every indicator that `value` matches. An IP matches every
+    /// network that contains it, the longest prefix first. A domain matches
+    /// the indicators of the name and of its parents, the most specific
+    /// first. URLs, hashes and email addresses match exactly. Domains and
     /// email addresses are compared in lowercase.
     pub fn lookup(&self, value: &ObservableValue) -> Vec<&Indicator> {
         let mut ids = Vec::new();
@@ -206,8 +206,8 @@ impl<K: Hash + Eq> Postings<K> {
     }
 }
 
-/// Groups `(key, id)` pairs into [`Postings`]; ids keep their order within a
-/// key.
+/// Groups `(key, id)` pairs into [`Postings`]. Within a key, ids keep their
+/// order.
 pub(crate) fn group_postings<K: Hash + Eq + Ord + Copy>(mut pairs: Vec<(K, u32)>) -> Postings<K> {
     pairs.sort_unstable();
     let mut ranges: HashMap<K, (u32, u32)> = HashMap::new();
@@ -252,7 +252,13 @@ impl TextKeys {
     /// Appends the ids stored under `text` for which `is_equal` holds.
     pub(crate) fn lookup(&self, text: &str, out: &mut Vec<u32>, is_equal: impl Fn(u32) -> bool) {
         let key = self.hasher.hash_one(text);
-        out.extend(self.postings.get(&key).iter().copied().filter(|&id| is_equal(id)));
+        out.extend(
+            self.postings
+                .get(&key)
+                .iter()
+                .copied()
+                .filter(|&id| is_equal(id)),
+        );
     }
 }
 
@@ -266,7 +272,10 @@ mod tests {
     }
 
     fn ids(found: Vec<&Indicator>) -> Vec<String> {
-        found.iter().map(|i| format!("{}/{}", i.source, i.id)).collect()
+        found
+            .iter()
+            .map(|i| format!("{}/{}", i.source, i.id))
+            .collect()
     }
 
     #[test]
