@@ -180,6 +180,9 @@ impl<'l> Collector<'l> {
 
     /// Collects the URLs of one text part and their hosts.
     fn urls_in(&mut self, text: &str, is_html: bool) {
+        if self.out.limits_hit.contains(&"max_urls") {
+            return;
+        }
         let location = Location::BodyPart(self.text_parts);
         let mut emit = |candidate: String| self.push_url(&candidate, &location);
         if is_html {

@@ -127,19 +127,28 @@ fn attribute_value(html: &str, after_name: usize) -> Option<&str> {
     let rest = html.get(after_name..)?;
     let rest = rest.trim_start();
     let rest = rest.strip_prefix('=')?.trim_start();
-    let mut chars = rest.chars();
-    match chars.next()? {
-        quote @ ('"' | '\'') => {
+    // A quoted value ends at its closing quote. Without one in reach, it ends
+    // like an unquoted value, at white space or `>`.
+    match rest.as_bytes().first()? {
+        &quote @ (b'"' | b'\'') => {
             let inner = rest.get(1..)?;
-            let end = inner.find(quote).unwrap_or(inner.len().min(MAX_URL_LEN));
-            inner.get(..end)
+            prefix_until(inner, false, |b| b == quote)
+                .or_else(|| prefix_until(inner, true, |b| b.is_ascii_whitespace() || b == b'>'))
         }
-        _ => {
-            let end = rest
-                .find(|c: char| c.is_whitespace() || c == '>')
-                .unwrap_or(rest.len());
-            rest.get(..end)
-        }
+        _ => prefix_until(rest, true, |b| b.is_ascii_whitespace() || b == b'>'),
+    }
+}
+
+/// Returns the prefix of `text` before the first byte for which `is_end`
+/// holds. The search stops after MAX_URL_LEN bytes, so many unterminated
+/// values cost linear time, not quadratic. Without an end, the whole text is
+/// returned when `to_text_end` is set and it is within MAX_URL_LEN bytes.
+fn prefix_until(text: &str, to_text_end: bool, is_end: impl Fn(u8) -> bool) -> Option<&str> {
+    let window = &text.as_bytes()[..text.len().min(MAX_URL_LEN)];
+    match window.iter().position(|&b| is_end(b)) {
+        Some(end) => text.get(..end),
+        None if to_text_end && text.len() <= MAX_URL_LEN => Some(text),
+        None => None,
     }
 }
 
@@ -167,6 +176,10 @@ fn attribute_candidate(value: &str) -> Option<String> {
 /// Trims trailing punctuation, refangs the scheme and dots and applies the
 /// length cap.
 fn clean_candidate(raw: &str) -> Option<String> {
+    // Checked before trimming too, because trimming counts brackets.
+    if raw.len() > 2 * MAX_URL_LEN {
+        return None;
+    }
     let trimmed = trim_trailing_punctuation(raw);
     if trimmed.len() > MAX_URL_LEN {
         return None;
@@ -412,6 +425,20 @@ mod tests {
             "a&b.c.d/e&bogus;f&"
         );
         assert_eq!(decode_entities("&#0;&#x110000;"), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn html_unterminated_value_bounded() {
+        let html = format!(
+            "<a href=\"http://a.example.com/{}",
+            "x".repeat(3 * MAX_URL_LEN)
+        );
+        assert_eq!(html_urls(&html), Vec::<String>::new());
+        let html = "<a href=\"http://b.example.com/x <b>".to_string();
+        assert_eq!(
+            html_urls(&html),
+            ["http://b.example.com/x", "http://b.example.com/x"]
+        );
     }
 
     #[test]
