@@ -5,7 +5,7 @@
 //! index, so a value seen by several sources costs one key and a few ids.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash};
 
 use serde::Serialize;
@@ -44,29 +44,22 @@ impl Snapshot {
     /// or feeds keeps every provenance. An exact repeat (same value, source,
     /// id and package id) is stored once.
     pub fn build<'a>(indicators: impl IntoIterator<Item = &'a Indicator>) -> Snapshot {
-        let mut stored: Vec<Indicator> = Vec::new();
-        let mut seen: HashSet<(&'a IndicatorValue, &'a str, &'a str, Option<&'a str>)> =
-            HashSet::new();
-        for indicator in indicators {
-            let identity = (
-                &indicator.value,
-                indicator.source.as_str(),
-                indicator.id.as_str(),
-                indicator.package_id.as_deref(),
+        let mut candidates: Vec<&'a Indicator> = indicators.into_iter().collect();
+        if u32::try_from(candidates.len()).is_err() {
+            tracing::warn!(
+                count = candidates.len(),
+                "more indicators than u32::MAX, the rest are not indexed; split the sources"
             );
-            if !seen.insert(identity) {
-                continue;
-            }
-            if u32::try_from(stored.len()).is_err() {
-                tracing::warn!(
-                    stored = stored.len(),
-                    "index full at u32::MAX indicators, the rest are not indexed; split the sources"
-                );
-                break;
-            }
-            stored.push(indicator.clone());
+            candidates.truncate(u32::MAX as usize);
         }
-        drop(seen);
+        let keep = first_occurrences(&candidates);
+        let stored: Vec<Indicator> = candidates
+            .iter()
+            .zip(keep)
+            .filter(|(_, keep)| *keep)
+            .map(|(indicator, _)| (*indicator).clone())
+            .collect();
+        drop(candidates);
 
         // The ids fit in u32 because of the check above.
         let numbered = || stored.iter().enumerate().map(|(id, i)| (id as u32, i));
@@ -173,6 +166,48 @@ impl Snapshot {
         }
         found
     }
+}
+
+/// Marks the first occurrence of each indicator identity (value, source, id
+/// and package id) in `indicators`. Sorting identity hashes keeps memory
+/// access sequential, which is faster than a hash set for millions of
+/// indicators.
+fn first_occurrences(indicators: &[&Indicator]) -> Vec<bool> {
+    let hasher = RandomState::new();
+    let identity = |i: &Indicator| hasher.hash_one((&i.value, &i.source, &i.id, &i.package_id));
+    let mut keyed: Vec<(u64, u32)> = indicators
+        .iter()
+        .enumerate()
+        .map(|(position, i)| (identity(i), position as u32))
+        .collect();
+    // Within one hash, positions sort ascending, so the first occurrence is
+    // met first.
+    keyed.sort_unstable();
+
+    let same = |a: &Indicator, b: &Indicator| {
+        a.value == b.value && a.source == b.source && a.id == b.id && a.package_id == b.package_id
+    };
+    let mut keep = vec![true; indicators.len()];
+    let mut run_start = 0;
+    while run_start < keyed.len() {
+        let hash = keyed[run_start].0;
+        let run_end = keyed[run_start..]
+            .iter()
+            .position(|(h, _)| *h != hash)
+            .map_or(keyed.len(), |offset| run_start + offset);
+        let run = &keyed[run_start..run_end];
+        for (index, &(_, position)) in run.iter().enumerate() {
+            let current = indicators[position as usize];
+            let repeated = run[..index].iter().any(|&(_, earlier)| {
+                keep[earlier as usize] && same(indicators[earlier as usize], current)
+            });
+            if repeated {
+                keep[position as usize] = false;
+            }
+        }
+        run_start = run_end;
+    }
+    keep
 }
 
 /// A map from a key to a list of indicator ids. Every list is a range of one
