@@ -210,9 +210,9 @@ fn first_occurrences(indicators: &[&Indicator]) -> Vec<bool> {
     keep
 }
 
-/// A map from a key to a list of indicator ids. Every list is a range of one
-/// shared id vector, which costs 8 bytes per key plus 4 per id instead of a
-/// separate allocation per key.
+/// A map from a key to a list of indicator ids. Each key stores a
+/// `(start, length)` range into one shared id vector, in place of a separate
+/// allocation per key.
 #[derive(Debug)]
 pub(crate) struct Postings<K> {
     ranges: HashMap<K, (u32, u32)>,
