@@ -2,6 +2,16 @@
 //! sockets. `protocol` is the sans-IO frame codec, `session` the per
 //! connection state machine, `server` the socket loop.
 
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod session;
+
+pub use client::{ClientError, MessageReplies, MtaClient, MtaMessage};
+pub use protocol::{Actions, Command, FrameDecoder, ProtocolError, ProtocolFlags, Reply};
+pub use server::{serve, Listener, ServerConfig};
+pub use session::{serve_connection, SessionError};
+
 use crate::extract::{ConnectionFacts, Envelope};
 use crate::policy::Action;
 
