@@ -275,7 +275,7 @@ impl Command {
                     .ok_or(malformed("macro command code is missing"))?;
                 let fields =
                     split_nul_fields(rest).ok_or(malformed("macro data does not end with NUL"))?;
-                if fields.len() % 2 != 0 {
+                if !fields.len().is_multiple_of(2) {
                     return Err(malformed("macro name has no value"));
                 }
                 let macros = fields
