@@ -324,8 +324,8 @@ async fn unix_regular_file_kept() {
     let bound = Listener::bind(&ListenAddr::Unix(path.clone()), 0o660).await;
     let error = bound.err().map(|error| error.kind());
     assert_eq!(error, Some(std::io::ErrorKind::AlreadyExists));
-    let kept = std::fs::read(&path).unwrap_or_default();
-    assert_eq!(kept, b"keep me".to_vec());
+    let content = std::fs::read(&path).unwrap_or_default();
+    assert_eq!(content, b"keep me".to_vec());
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ struct Seen {
     truncated: bool,
 }
 
-/// A judge with fixed answers that records what it was given.
+/// A judge with fixed verdicts that records its inputs.
 struct FakeJudge {
     /// Verdict at MAIL FROM for a sender starting with `bad`.
     envelope_verdict: Option<Verdict>,

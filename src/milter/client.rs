@@ -1,9 +1,13 @@
-//! An MTA-side milter client, for tests and load generation. It negotiates
-//! and sends events the way Postfix 3.x does: OPTNEG offering every action
-//! and protocol flag, the default Postfix macros (`j`, `{daemon_name}`,
-//! `{client_addr}` at CONNECT, `i` at MAIL and end of message), no event
-//! that the milter asked to skip, and no wait for a reply the milter asked
-//! not to send.
+//! An MTA-side milter client, for tests and load generation.
+//!
+//! It negotiates version 6 offering every action and protocol flag, and
+//! sends macros like Postfix's (`j`, `{daemon_name}` and `{client_addr}` at
+//! CONNECT, `i` at MAIL and end of message). It skips the events the milter
+//! requested not to receive and does not wait for replies the milter
+//! requested not to send.
+//!
+//! NOTE: Postfix sends the macros named in its `milter_*_macros` settings,
+//! so a real Postfix may send more or fewer than this client.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -36,7 +40,7 @@ pub trait MilterStream: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> MilterStream for T {}
 
-/// Why a client operation failed.
+/// Error of a client operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("milter connection failed: {0}")]
@@ -68,7 +72,7 @@ pub struct MtaMessage {
     pub queue_id: Option<String>,
 }
 
-/// How the milter answered one message.
+/// Replies of the milter that decided one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageReplies {
     /// Code of the command whose reply ended the message (`M` for an early
@@ -80,13 +84,13 @@ pub struct MessageReplies {
 }
 
 impl MessageReplies {
-    /// The reply that decided the message.
+    /// Returns the reply that decided the message.
     pub fn verdict(&self) -> Option<&Reply> {
         self.replies.last()
     }
 }
 
-/// A connection to a milter, as an MTA holds it.
+/// A connection to a milter, from the MTA side.
 pub struct MtaClient {
     stream: Box<dyn MilterStream>,
     decoder: FrameDecoder,
@@ -131,7 +135,7 @@ impl MtaClient {
         self.timeout = timeout;
     }
 
-    /// The options the milter chose, after [`MtaClient::negotiate`].
+    /// Returns the options the milter chose, after [`MtaClient::negotiate`].
     pub fn negotiated(&self) -> Option<OptNeg> {
         self.negotiated
     }
@@ -267,7 +271,7 @@ impl MtaClient {
 
     /// Sends one message from MAIL FROM to end of message and stops at the
     /// first final reply other than CONTINUE. After an early verdict it sends
-    /// ABORT, as Postfix does when the SMTP transaction is reset.
+    /// ABORT, as an MTA does when the SMTP transaction is reset.
     pub async fn send_message(
         &mut self,
         message: &MtaMessage,
@@ -366,7 +370,8 @@ impl MtaClient {
             .unwrap_or(ProtocolFlags::NONE)
     }
 
-    /// Whether the milter asked not to receive commands with `code`.
+    /// Returns whether the milter requested not to receive commands with
+    /// `code`.
     fn skips(&self, code: u8) -> bool {
         let flag = match code {
             command::CONNECT => ProtocolFlags::NOCONNECT,

@@ -1,10 +1,10 @@
 //! Sans-IO codec for the Sendmail milter protocol, version 6.
 //!
 //! Every frame on the wire is a 4-byte big-endian length, a command byte and
-//! `length - 1` bytes of data. The MTA sends commands (`SMFIC_*`), the milter
-//! answers with replies (`SMFIR_*`). The constants below are the values of
-//! libmilter's `mfdef.h` and `mfapi.h` (Sendmail 8.14 and later), which
-//! Postfix's `milter8.c` uses too.
+//! `length - 1` bytes of data. The MTA sends commands (`SMFIC_*`) and the
+//! milter sends replies (`SMFIR_*`). The command, reply, family and protocol
+//! flag values are those of libmilter's `mfdef.h` (Sendmail 8.14), and the
+//! action bits (`SMFIF_*`) those of libmilter's `mfapi.h`.
 //!
 //! [`FrameDecoder`] checks the declared length against a maximum before it
 //! buffers anything, and can skip a frame that is too large so that the
@@ -99,7 +99,7 @@ impl BitAnd for Actions {
 }
 
 /// Protocol flags (`SMFIP_*`): steps the MTA skips (`NO*`) and steps the
-/// milter does not answer (`NR_*`).
+/// milter sends no reply for (`NR_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ProtocolFlags(pub u32);
 
@@ -238,7 +238,7 @@ pub enum Command {
 }
 
 impl Command {
-    /// The command code of this command.
+    /// Returns the command code of this command.
     pub fn code(&self) -> u8 {
         match self {
             Command::OptNeg(_) => command::OPTNEG,
@@ -424,9 +424,9 @@ impl Reply {
         }
     }
 
-    /// Whether this reply ends the MTA's wait for the current command: every
-    /// reply but header changes, quarantine, progress and the other
-    /// modification replies.
+    /// Returns whether this reply ends the MTA's wait for the current
+    /// command. Every reply does, except header changes, quarantine,
+    /// progress and the other modification replies.
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
@@ -436,9 +436,12 @@ impl Reply {
 
     /// Appends this reply as one frame.
     ///
-    /// A REPLYCODE is sent as `"{code} {text}\0"` with every `%` doubled, as
-    /// the MTA reads the text as a format; CR, LF and NUL in any text become
-    /// spaces so that the reply stays one line.
+    /// A REPLYCODE is sent as `"{code} {text}\0"` with every `%` doubled,
+    /// the escaping libmilter applies to reply texts. CR, LF and NUL in any
+    /// text become spaces, so the reply stays one line.
+    ///
+    /// NOTE: how Postfix 3.7 shows a doubled `%` in the SMTP reply is not
+    /// checked here.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut data = Vec::new();
         match self {
@@ -590,8 +593,8 @@ impl FrameDecoder {
         self.buffer.len()
     }
 
-    /// Whether the decoder is inside a frame: part of a frame is buffered or
-    /// a skipped frame has bytes still to come.
+    /// Returns whether the decoder is inside a frame, because part of a
+    /// frame is buffered or a skipped frame has bytes still to come.
     pub fn in_frame(&self) -> bool {
         !self.buffer.is_empty() || self.skip_remaining > 0
     }

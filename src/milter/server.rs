@@ -109,7 +109,8 @@ impl Listener {
         }
     }
 
-    /// The bound address; for TCP with port 0, the port the system chose.
+    /// Returns the bound address. For TCP with port 0 it carries the port
+    /// the system chose.
     pub fn local_addr(&self) -> io::Result<ListenAddr> {
         match self {
             Listener::Tcp(listener) => listener.local_addr().map(ListenAddr::Inet),

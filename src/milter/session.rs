@@ -29,12 +29,12 @@ const NO_QUEUE_ID: &str = "NOQUEUE";
 
 /// Actions this milter uses: add headers for `tag`, quarantine for
 /// `quarantine`.
-const WANTED_ACTIONS: Actions = Actions(Actions::ADDHDRS.0 | Actions::QUARANTINE.0);
+const REQUESTED_ACTIONS: Actions = Actions(Actions::ADDHDRS.0 | Actions::QUARANTINE.0);
 
-/// Protocol flags this milter asks for, where the MTA offers them: no reply
+/// Protocol flags this milter requests, where the MTA offers them: no reply
 /// for every step that never carries a verdict (everything but MAIL and end
 /// of message), and no DATA or unknown-command events at all.
-const WANTED_PROTOCOL: ProtocolFlags = ProtocolFlags(
+const REQUESTED_PROTOCOL: ProtocolFlags = ProtocolFlags(
     ProtocolFlags::NR_CONN.0
         | ProtocolFlags::NR_HELO.0
         | ProtocolFlags::NR_RCPT.0
@@ -50,7 +50,7 @@ const WANTED_PROTOCOL: ProtocolFlags = ProtocolFlags(
 /// Size of one read from the socket.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Why a milter connection ended abnormally.
+/// Error that ends a milter connection.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("milter connection failed: {0}")]
@@ -65,7 +65,8 @@ pub enum SessionError {
     Negotiation(String),
 }
 
-/// What is known about the SMTP connection; it outlives the messages.
+/// Per-connection state: facts about the SMTP client and the connection
+/// macros. It outlives the messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnState {
     pub facts: ConnectionFacts,
@@ -73,7 +74,7 @@ pub struct ConnState {
     pub macros: BTreeMap<String, String>,
 }
 
-/// What is known about the message in progress.
+/// Per-message state: envelope, macros and the reconstructed message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageState {
     pub envelope: Envelope,
@@ -104,8 +105,8 @@ impl MessageState {
         if bytes.len() > room {
             self.truncated = true;
         }
-        let kept = bytes.get(..room.min(bytes.len())).unwrap_or_default();
-        self.message.extend_from_slice(kept);
+        let stored = bytes.get(..room.min(bytes.len())).unwrap_or_default();
+        self.message.extend_from_slice(stored);
     }
 
     fn end_headers(&mut self, max_message_bytes: usize) {
@@ -116,7 +117,7 @@ impl MessageState {
     }
 }
 
-/// What the driver does after a command.
+/// Next action of the driver after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Send these replies (none when the command takes no reply).
@@ -166,7 +167,7 @@ impl Session {
         self.message.as_ref()
     }
 
-    /// The queue id of the message in progress, or `NOQUEUE`.
+    /// Returns the queue id of the message in progress, or `NOQUEUE`.
     pub fn queue_id(&self) -> &str {
         self.message
             .as_ref()
@@ -313,7 +314,7 @@ impl Session {
         }
     }
 
-    /// Answers MAIL FROM with the outcome of [`Judge::judge_envelope`]:
+    /// Builds the reply to MAIL FROM from the outcome of [`Judge::judge_envelope`]:
     /// `Err` carries the reason judging failed.
     pub fn envelope_judged(&mut self, outcome: Result<Option<Verdict>, String>) -> Vec<Reply> {
         let queue_id = self.queue_id().to_string();
@@ -343,7 +344,7 @@ impl Session {
         }
     }
 
-    /// Answers end of message with the outcome of [`Judge::judge_message`]:
+    /// Builds the reply to end of message from the outcome of [`Judge::judge_message`]:
     /// `Err` carries the reason judging failed, and the fallback verdict is
     /// sent.
     pub fn message_judged(&mut self, outcome: Result<Verdict, String>) -> Vec<Reply> {
@@ -420,8 +421,8 @@ impl Session {
         self.message.get_or_insert_with(MessageState::default)
     }
 
-    /// A CONTINUE when the MTA waits for a reply to a command with `code`
-    /// under the negotiated protocol flags, else nothing.
+    /// Returns a CONTINUE when the MTA waits for a reply to a command with
+    /// `code` under the negotiated protocol flags, else nothing.
     fn continue_if_expected(&self, code: u8) -> Vec<Reply> {
         if expects_reply(self.negotiated.protocol, code) {
             vec![Reply::Continue]
@@ -431,7 +432,7 @@ impl Session {
     }
 }
 
-/// Chooses the options to answer the MTA's OPTNEG with.
+/// Chooses the options of the OPTNEG reply to the MTA's offer.
 fn negotiate(offer: OptNeg) -> Result<OptNeg, String> {
     if offer.version < 2 {
         return Err(format!(
@@ -440,19 +441,19 @@ fn negotiate(offer: OptNeg) -> Result<OptNeg, String> {
         ));
     }
     let version = offer.version.min(PROTOCOL_VERSION);
-    let mut protocol = WANTED_PROTOCOL & offer.protocol;
+    let mut protocol = REQUESTED_PROTOCOL & offer.protocol;
     if version < PROTOCOL_VERSION {
         // No-reply flags exist from version 6 on.
         protocol = protocol & ProtocolFlags(!ProtocolFlags::ALL_NO_REPLY.0);
     }
     Ok(OptNeg {
         version,
-        actions: WANTED_ACTIONS & offer.actions,
+        actions: REQUESTED_ACTIONS & offer.actions,
         protocol,
     })
 }
 
-/// Whether the MTA waits for a reply to the command with `code`.
+/// Returns whether the MTA waits for a reply to the command with `code`.
 pub fn expects_reply(protocol: ProtocolFlags, code: u8) -> bool {
     let no_reply_flag = match code {
         command::OPTNEG | command::BODYEOB => return true,
@@ -471,7 +472,8 @@ pub fn expects_reply(protocol: ProtocolFlags, code: u8) -> bool {
     !protocol.contains(no_reply_flag)
 }
 
-/// The replies that carry `verdict`, limited to the negotiated actions.
+/// Builds the replies that carry `verdict`, limited to the negotiated
+/// actions.
 pub fn verdict_replies(verdict: &Verdict, actions: Actions, queue_id: &str) -> Vec<Reply> {
     match verdict.action {
         Action::Accept => vec![Reply::Accept],
@@ -512,8 +514,8 @@ pub fn verdict_replies(verdict: &Verdict, actions: Actions, queue_id: &str) -> V
     }
 }
 
-/// A REPLYCODE with the verdict's reply when its code is in class `class`
-/// (4 or 5), else `plain`.
+/// Builds a REPLYCODE from the verdict's reply when its code is in class
+/// `class` (4 or 5), else returns `plain`.
 fn smtp_reply(verdict: &Verdict, class: u16, plain: Reply, queue_id: &str) -> Reply {
     let Some(reply) = &verdict.reply else {
         return plain;
@@ -744,7 +746,7 @@ mod tests {
         let answer = negotiate(offer).unwrap_or(offer);
         assert_eq!(answer.version, 6);
         assert_eq!(answer.actions, Actions::ADDHDRS | Actions::QUARANTINE);
-        assert_eq!(answer.protocol, WANTED_PROTOCOL);
+        assert_eq!(answer.protocol, REQUESTED_PROTOCOL);
     }
 
     #[test]
