@@ -619,16 +619,74 @@ async fn unknown_command_ends_session() {
 }
 
 #[tokio::test]
-async fn malformed_connect_ends_session() {
+async fn malformed_connect_clears_facts() {
     let judge = Arc::new(FakeJudge::new(Verdict::accept()));
-    let (mut client, session) = start(judge, config()).await;
+    let (mut client, _session) = start(judge.clone(), config()).await;
     client
         .send_raw(b"\x00\x00\x00\x05Chost")
         .await
         .unwrap_or_else(|error| panic!("{error}"));
+    let (_, replies) = send(&mut client, &message("4QIDM", "bob@example.org")).await;
+    assert_eq!(replies, vec![Reply::Accept]);
+    let seen = judge.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].facts.client_ip, None);
+    assert_eq!(seen[0].facts.client_name, None);
+    assert_eq!(seen[0].facts.helo, None);
+}
+
+#[tokio::test]
+async fn malformed_header_gives_fallback() {
+    let judge = Arc::new(FakeJudge::new(Verdict::accept()));
+    let (mut client, _session) = start(judge.clone(), config()).await;
+    let mail = client
+        .command(&Command::Mail(vec!["<alice@example.net>".into()]))
+        .await;
+    assert_eq!(mail.ok(), Some(vec![Reply::Continue]));
+    client
+        .send_raw(b"\x00\x00\x00\x09LSubject\x00")
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let eom = client.end_of_message(Some("4QIDH")).await;
+    let expected = vec![Reply::ReplyCode {
+        code: 451,
+        text: "4.3.0 fallback".into(),
+    }];
+    assert_eq!(eom.ok().map(|outcome| outcome.replies), Some(expected));
+    let reasons = judge.fallback_reasons();
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].contains("malformed 'L' frame"),
+        "reason: {}",
+        reasons[0]
+    );
+    assert_eq!(judge.seen().len(), 0);
+
+    let (_, next) = send(&mut client, &message("4QIDN", "bob@example.org")).await;
+    assert_eq!(next, vec![Reply::Accept]);
+    assert_eq!(judge.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn oversized_unknown_code_ends_session() {
+    let judge = Arc::new(FakeJudge::new(Verdict::accept()));
+    let mut settings = config();
+    settings.max_frame_bytes = 1024;
+    let (mut client, session) = start(judge, settings).await;
+    client
+        .send_raw(&[0, 0, 0x10, 0, b'z'])
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
     let ended = tokio::time::timeout(Duration::from_secs(5), session).await;
     assert!(
-        matches!(ended, Ok(Ok(Err(SessionError::Protocol(_))))),
+        matches!(
+            ended,
+            Ok(Ok(Err(SessionError::FrameTooLarge {
+                code: 'z',
+                declared: 0x1000,
+                max: 1024
+            })))
+        ),
         "session result: {ended:?}"
     );
 }

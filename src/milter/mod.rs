@@ -10,7 +10,7 @@ pub mod session;
 pub use client::{ClientError, MessageReplies, MtaClient, MtaMessage};
 pub use protocol::{Actions, Command, FrameDecoder, ProtocolError, ProtocolFlags, Reply};
 pub use server::{serve, Listener, ServerConfig};
-pub use session::{serve_connection, SessionError};
+pub use session::{serve_connection, ConnState, MessageState, Session, SessionError, Step};
 
 use crate::extract::{ConnectionFacts, Envelope};
 use crate::policy::Action;

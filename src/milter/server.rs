@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// Time allowed for one read from the MTA (and one write to it).
     pub read_timeout: Duration,
     /// Time allowed for the judge on one message.
+    ///
+    /// NOTE: no PROGRESS reply is sent while the judge runs, so this must
+    /// stay below the MTA's own wait (Postfix: `milter_content_timeout`).
     pub judge_timeout: Duration,
     /// Largest frame accepted (command code and data); a larger one is
     /// skipped and the message gets the fallback verdict.

@@ -59,6 +59,12 @@ pub enum SessionError {
     Protocol(#[from] ProtocolError),
     #[error("no data from the MTA for {0:?} (milter.read_timeout); closing the connection")]
     ReadTimeout(Duration),
+    #[error("a milter '{code}' frame of {declared} bytes is larger than milter.max_frame_bytes ({max}) and cannot be skipped; raise milter.max_frame_bytes")]
+    FrameTooLarge {
+        code: char,
+        declared: usize,
+        max: usize,
+    },
     #[error("the MTA closed the connection in the middle of a frame")]
     ClosedMidFrame,
     #[error("option negotiation failed: {0}")]
@@ -263,17 +269,40 @@ impl Session {
             "a milter '{}' frame of {declared} bytes is larger than milter.max_frame_bytes ({max})",
             char::from(code).escape_default()
         );
-        match code {
-            command::OPTNEG => {
-                tracing::error!("{reason}; closing the connection");
+        self.frame_lost(code, reason)
+    }
+
+    /// Handles a frame whose data could not be parsed. A malformed frame was
+    /// read whole, so the stream is still in sync.
+    pub fn frame_malformed(&mut self, error: &ProtocolError) -> Step {
+        match error {
+            ProtocolError::Malformed { code, .. } => match u8::try_from(*code) {
+                Ok(code) => self.frame_lost(code, format!("the MTA sent a {error}")),
+                Err(_) => Step::Close,
+            },
+            ProtocolError::EmptyFrame | ProtocolError::UnknownCode(_) => {
+                tracing::error!("{}: {error}; closing the connection", self.queue_id());
                 Step::Close
             }
+        }
+    }
+
+    /// Handles a command with `code` that was lost (skipped or unreadable):
+    /// the message in progress gets the fallback verdict, and the MTA gets
+    /// the reply it waits for.
+    fn frame_lost(&mut self, code: u8, reason: String) -> Step {
+        match code {
             command::MACRO | command::ABORT | command::QUIT | command::QUIT_NC => {
                 tracing::warn!("{}: {reason}; frame skipped", self.queue_id());
                 Step::Reply(Vec::new())
             }
             command::CONNECT | command::HELO | command::UNKNOWN => {
                 tracing::warn!("{}: {reason}; frame skipped", self.queue_id());
+                if code == command::CONNECT {
+                    // The facts of an earlier connection on this socket must
+                    // not be judged as this one's.
+                    self.conn.facts = ConnectionFacts::default();
+                }
                 Step::Reply(self.continue_if_expected(code))
             }
             command::BODYEOB => {
@@ -281,7 +310,12 @@ impl Session {
                 self.current_message();
                 Step::Reply(self.fallback_replies(&reason))
             }
-            _ => {
+            command::MAIL
+            | command::RCPT
+            | command::DATA
+            | command::HEADER
+            | command::EOH
+            | command::BODY => {
                 let message = self.current_message();
                 tracing::warn!(
                     "{}: {reason}; frame skipped, the message will get the fallback verdict",
@@ -291,6 +325,12 @@ impl Session {
                     message.fallback_reason = Some(reason);
                 }
                 Step::Reply(self.continue_if_expected(code))
+            }
+            // OPTNEG, or a command code this milter does not know: the reply
+            // the MTA expects is unknown, so the connection cannot go on.
+            _ => {
+                tracing::error!("{}: {reason}; closing the connection", self.queue_id());
+                Step::Close
             }
         }
     }
@@ -600,17 +640,30 @@ where
     let mut read_buffer = vec![0u8; READ_CHUNK_BYTES];
     tracing::debug!(peer, "milter connection opened");
     loop {
-        let step = match decoder.decode()? {
-            Decoded::Frame(command) => session.handle(command)?,
-            Decoded::TooLarge {
+        let step = match decoder.decode() {
+            Ok(Decoded::Frame(command)) => session.handle(command)?,
+            Ok(Decoded::TooLarge {
                 declared,
                 max,
                 code,
-            } => {
+            }) => {
                 decoder.skip_frame();
-                session.frame_too_large(code, declared, max)
+                match session.frame_too_large(code, declared, max) {
+                    Step::Close => {
+                        return Err(SessionError::FrameTooLarge {
+                            code: char::from(code),
+                            declared,
+                            max,
+                        })
+                    }
+                    step => step,
+                }
             }
-            Decoded::NeedMore => {
+            Err(error) => match session.frame_malformed(&error) {
+                Step::Close => return Err(SessionError::Protocol(error)),
+                step => step,
+            },
+            Ok(Decoded::NeedMore) => {
                 if *shutdown.borrow() {
                     tracing::debug!(peer, "milter connection closed for shutdown");
                     return Ok(());
@@ -649,7 +702,7 @@ where
                 session.message_judged(outcome)
             }
             Step::Close => {
-                tracing::debug!(peer, "milter connection closed by QUIT");
+                tracing::debug!(peer, "milter connection closed");
                 return Ok(());
             }
         };
