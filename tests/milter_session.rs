@@ -724,3 +724,29 @@ async fn ipv6_client_address() {
     assert_eq!(seen[0].facts.client_name, None);
     assert_eq!(seen[0].facts.helo, None);
 }
+
+#[tokio::test]
+async fn eom_without_eoh_ends_headers() {
+    let judge = Arc::new(FakeJudge::new(Verdict::accept()));
+    let (mut client, _session) = start(judge.clone(), config()).await;
+    let mail = client
+        .command(&Command::Mail(vec!["<alice@example.net>".into()]))
+        .await;
+    assert_eq!(mail.ok(), Some(vec![Reply::Continue]));
+    let header = client
+        .command(&Command::Header {
+            name: b"Subject".to_vec(),
+            value: b"short".to_vec(),
+        })
+        .await;
+    assert_eq!(header.ok(), Some(Vec::new()));
+    let eom = client.end_of_message(Some("4QIDE")).await;
+    assert_eq!(
+        eom.ok().map(|outcome| outcome.replies),
+        Some(vec![Reply::Accept])
+    );
+    let seen = judge.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].message, b"Subject: short\r\n\r\n".to_vec());
+    assert_eq!(seen[0].envelope.queue_id.as_deref(), Some("4QIDE"));
+}

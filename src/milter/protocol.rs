@@ -1274,6 +1274,37 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        // A fixed linear congruential generator keeps the input the same on
+        // every run.
+        let mut state: u32 = 0x1234_5678;
+        let mut next_byte = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8
+        };
+        let codes = b"OCDHMRTLNBEAQKUyhqacrtdz";
+        let mut frames = 0;
+        for _ in 0..2_000 {
+            let length = usize::from(next_byte() % 40);
+            let code = codes[usize::from(next_byte()) % codes.len()];
+            let mut data: Vec<u8> = (0..length).map(|_| next_byte()).collect();
+            if next_byte() % 2 == 0 {
+                data.push(0);
+            }
+            let bytes = frame(code, &data);
+            let mut decoder = FrameDecoder::new(32);
+            decoder.feed(&bytes);
+            if let Ok(Decoded::Frame(_)) = decoder.decode() {
+                frames += 1;
+            }
+            let mut reply_decoder = FrameDecoder::new(32);
+            reply_decoder.feed(&bytes);
+            let _ = reply_decoder.decode_reply();
+        }
+        assert!(frames > 0);
+    }
+
+    #[test]
     fn flag_values_match_libmilter() {
         assert_eq!(ProtocolFlags::NR_HDR.0, 0x80);
         assert_eq!(ProtocolFlags::NR_CONN.0, 0x1000);

@@ -239,10 +239,10 @@ impl Session {
             Command::EndOfBody(chunk) => {
                 let max = self.max_message_bytes;
                 let message = self.current_message();
-                if !chunk.is_empty() {
-                    message.end_headers(max);
-                    message.append(&chunk, max);
-                }
+                // A message without EOH or body still gets the blank line
+                // that ends its header section.
+                message.end_headers(max);
+                message.append(&chunk, max);
                 if let Some(reason) = message.fallback_reason.clone() {
                     return Ok(Step::Reply(self.fallback_replies(&reason)));
                 }
