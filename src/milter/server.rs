@@ -20,6 +20,9 @@ use crate::config::{Config, ListenAddr};
 /// before the next try.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// One log line per this many consecutive failed `accept` calls.
+const ACCEPT_FAILURES_PER_LOG: u64 = 100;
+
 /// Settings of the milter server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -183,6 +186,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut accept_failures: u64 = 0;
     let address = listener
         .local_addr()
         .map(|addr| addr.to_string())
@@ -217,6 +221,14 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if accept_failures > 0 {
+                    tracing::info!(
+                        address,
+                        failures = accept_failures,
+                        "accepting milter connections works again"
+                    );
+                    accept_failures = 0;
+                }
                 let judge = judge.clone();
                 let config = config.clone();
                 let stop = stop_receiver.clone();
@@ -237,7 +249,13 @@ pub async fn serve(
             }
             Err(error) => {
                 drop(permit);
-                tracing::warn!(address, %error, "accepting a milter connection failed; retrying in {ACCEPT_BACKOFF:?}");
+                accept_failures += 1;
+                // A persistent failure (such as EMFILE) repeats ten times a
+                // second, so only the first of each run of failures and
+                // every hundredth after it are logged.
+                if accept_failures % ACCEPT_FAILURES_PER_LOG == 1 {
+                    tracing::warn!(address, %error, failures = accept_failures, "accepting a milter connection failed; retrying in {ACCEPT_BACKOFF:?}");
+                }
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
