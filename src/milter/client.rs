@@ -196,7 +196,7 @@ impl MtaClient {
         }
     }
 
-    /// Sends a command and reads its replies: none when the milter asked for
+    /// Sends a command and reads its replies: none when the milter requested
     /// no reply (or to skip the event, which is then not sent), else up to
     /// and including the first final reply.
     pub async fn command(&mut self, command: &Command) -> Result<Vec<Reply>, ClientError> {

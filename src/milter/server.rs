@@ -129,7 +129,7 @@ impl Listener {
             Listener::Tcp(listener) => {
                 let (stream, peer) = listener.accept().await?;
                 if let Err(error) = stream.set_nodelay(true) {
-                    tracing::warn!(%peer, %error, "cannot set TCP_NODELAY on a milter connection");
+                    tracing::warn!(%peer, %error, "setting TCP_NODELAY on a milter connection failed");
                 }
                 Ok((Accepted::Tcp(stream), peer.to_string()))
             }
@@ -145,7 +145,7 @@ impl Listener {
         if let Listener::Unix { path, .. } = self {
             if let Err(error) = std::fs::remove_file(path) {
                 if error.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), %error, "cannot remove the milter socket file");
+                    tracing::warn!(path = %path.display(), %error, "removing the milter socket file failed");
                 }
             }
         }

@@ -95,8 +95,8 @@ pub struct MessageState {
     pub truncated: bool,
     /// Whether the blank line after the headers was added.
     pub headers_ended: bool,
-    /// Set when part of the message was lost (a frame over the size cap): the
-    /// message gets the fallback verdict at end of message.
+    /// Reason the message gets the fallback verdict at end of message, set
+    /// when one of its frames was lost (over the size cap or malformed).
     pub fallback_reason: Option<String>,
 }
 
@@ -335,7 +335,7 @@ impl Session {
         }
     }
 
-    /// Inputs of the judge: connection facts and envelope.
+    /// Returns the judge's inputs: connection facts and envelope.
     pub fn judge_inputs(&self) -> (ConnectionFacts, Envelope) {
         let envelope = self
             .message
@@ -345,8 +345,7 @@ impl Session {
         (self.conn.facts.clone(), envelope)
     }
 
-    /// Takes the buffered message for the judge; returns the bytes and
-    /// whether they were cut.
+    /// Takes the buffered message for the judge, with whether it was cut.
     pub fn take_message_bytes(&mut self) -> (Vec<u8>, bool) {
         match self.message.as_mut() {
             Some(message) => (std::mem::take(&mut message.message), message.truncated),
@@ -363,7 +362,7 @@ impl Session {
             Err(reason) => {
                 // The message is judged again at end of message, with the
                 // same facts, so a failure here only loses the early verdict.
-                tracing::warn!("{queue_id}: cannot judge the envelope ({reason}); continuing to end of message");
+                tracing::warn!("{queue_id}: judging the envelope failed ({reason}); continuing to end of message");
                 None
             }
         };
