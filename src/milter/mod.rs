@@ -1,6 +1,7 @@
 //! The milter: Sendmail/Postfix milter protocol version 6 over TCP or unix
 //! sockets. `protocol` is the sans-IO frame codec, `session` the per
-//! connection state machine, `server` the socket loop.
+//! connection state machine, `server` the socket loop, and `client` an
+//! MTA-side client for tests and load generation.
 
 pub mod client;
 pub mod protocol;

@@ -47,8 +47,9 @@ const REQUESTED_PROTOCOL: ProtocolFlags = ProtocolFlags(
         | ProtocolFlags::NOUNKNOWN.0,
 );
 
-/// Size of one read from the socket.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Size of one read from the socket. It is allocated per connection, so it
+/// stays small, and a 64 KiB body chunk takes a few reads.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Error that ends a milter connection.
 #[derive(Debug, thiserror::Error)]
