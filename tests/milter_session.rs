@@ -750,3 +750,39 @@ async fn eom_without_eoh_ends_headers() {
     assert_eq!(seen[0].message, b"Subject: short\r\n\r\n".to_vec());
     assert_eq!(seen[0].envelope.queue_id.as_deref(), Some("4QIDE"));
 }
+
+#[tokio::test]
+async fn reply_text_of_wrong_class_is_plain() {
+    let judge = Arc::new(FakeJudge::new(Verdict {
+        action: Action::Reject,
+        reply: Some(SmtpReply {
+            code: 550,
+            text: "4.7.1 deferred text on a reject".into(),
+        }),
+        headers: Vec::new(),
+        quarantine_reason: None,
+    }));
+    let (mut client, _session) = start(judge, config()).await;
+    let (_, replies) = send(&mut client, &message("4QIDW", "bob@example.org")).await;
+    assert_eq!(replies, vec![Reply::Reject]);
+}
+
+#[tokio::test]
+async fn reply_text_without_status_code() {
+    let judge = Arc::new(FakeJudge::new(Verdict {
+        action: Action::Reject,
+        reply: Some(SmtpReply {
+            code: 554,
+            text: "Message refused".into(),
+        }),
+        headers: Vec::new(),
+        quarantine_reason: None,
+    }));
+    let (mut client, _session) = start(judge, config()).await;
+    let (_, replies) = send(&mut client, &message("4QIDS", "bob@example.org")).await;
+    let expected = vec![Reply::ReplyCode {
+        code: 554,
+        text: "Message refused".into(),
+    }];
+    assert_eq!(replies, expected);
+}

@@ -236,7 +236,8 @@ impl MtaClient {
     }
 
     /// Sends the CONNECT event for an SMTP client with host name `hostname`
-    /// (Postfix sends `unknown` when it has none) at `client`.
+    /// at `client`. A `hostname` of `unknown` is sent as `[address]`, as
+    /// Postfix's `milter8.c` does for a client without a verified name.
     pub async fn connect_event(
         &mut self,
         hostname: &str,
@@ -256,8 +257,13 @@ impl MtaClient {
             IpAddr::V4(_) => Family::Inet,
             IpAddr::V6(_) => Family::Inet6,
         };
+        let hostname = if hostname == "unknown" {
+            format!("[{client_addr}]")
+        } else {
+            hostname.to_string()
+        };
         let connect = Connect {
-            hostname: hostname.to_string(),
+            hostname,
             family,
             port: Some(client.port()),
             address: Some(client_addr),

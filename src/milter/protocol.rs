@@ -440,8 +440,7 @@ impl Reply {
     /// the escaping libmilter applies to reply texts. CR, LF and NUL in any
     /// text become spaces, so the reply stays one line.
     ///
-    /// NOTE: how Postfix 3.7 shows a doubled `%` in the SMTP reply is not
-    /// checked here.
+    /// Postfix's `milter8.c` turns `%%` back into `%`.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut data = Vec::new();
         match self {

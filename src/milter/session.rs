@@ -556,6 +556,11 @@ pub fn verdict_replies(verdict: &Verdict, actions: Actions, queue_id: &str) -> V
 
 /// Builds a REPLYCODE from the verdict's reply when its code is in class
 /// `class` (4 or 5), else returns `plain`.
+///
+/// Postfix's `milter8.c` treats a reply whose enhanced status code starts
+/// with another digit than the reply code (`550 4.7.1 ...`) as a milter
+/// configuration error and stops using the milter, so such a text is not
+/// sent either.
 fn smtp_reply(verdict: &Verdict, class: u16, plain: Reply, queue_id: &str) -> Reply {
     let Some(reply) = &verdict.reply else {
         return plain;
@@ -565,6 +570,16 @@ fn smtp_reply(verdict: &Verdict, class: u16, plain: Reply, queue_id: &str) -> Re
             "{queue_id}: SMTP reply code {} does not fit verdict {}; sending the MTA's default reply",
             reply.code,
             verdict.action
+        );
+        return plain;
+    }
+    let class_digit = char::from_digit(u32::from(class), 10);
+    let first = reply.text.trim_start().chars().next();
+    if first.is_some_and(|c| c.is_ascii_digit()) && first != class_digit {
+        tracing::warn!(
+            "{queue_id}: SMTP reply text {:?} has an enhanced status code of another class than {}, so the MTA's default reply is sent; fix milter.reject_text or milter.tempfail_text",
+            reply.text,
+            reply.code
         );
         return plain;
     }
