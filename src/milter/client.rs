@@ -3,8 +3,8 @@
 //! It negotiates version 6 offering every action and protocol flag, and
 //! sends macros like Postfix's (`j`, `{daemon_name}` and `{client_addr}` at
 //! CONNECT, `i` at MAIL and end of message). It skips the events the milter
-//! requested not to receive and does not wait for replies the milter
-//! requested not to send.
+//! requested not to receive (but not their macros, as Postfix does) and
+//! does not wait for replies the milter requested not to send.
 //!
 //! NOTE: Postfix sends the macros named in its `milter_*_macros` settings,
 //! so a real Postfix may send more or fewer than this client.
@@ -222,12 +222,9 @@ impl MtaClient {
         }
     }
 
-    /// Sends macros for the command with code `stage`, unless the milter
-    /// skips that command.
+    /// Sends macros for the command with code `stage`. Like Postfix's
+    /// `milter8.c`, it sends them even when the milter skips that command.
     pub async fn macros(&mut self, stage: u8, macros: &[(&str, &str)]) -> Result<(), ClientError> {
-        if self.skips(stage) {
-            return Ok(());
-        }
         let macros = macros
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
