@@ -123,8 +123,9 @@ pub fn parse_element(root: &Element, context: &ParseContext) -> Result<ParseOutc
     Ok(outcome)
 }
 
-/// Collects `STIX_Package` elements: the root, packages inside a container
-/// and packages nested in `Related_Packages`.
+/// Collects packages: `STIX_Package` elements anywhere (the root or inside
+/// a container such as a TAXII message) and the `Package` elements of
+/// `Related_Package`, which MISP exports use.
 fn find_packages<'a>(element: &'a Element, found: &mut Vec<&'a Element>, depth: usize) {
     if depth > xml::MAX_DEPTH {
         return;
@@ -133,6 +134,9 @@ fn find_packages<'a>(element: &'a Element, found: &mut Vec<&'a Element>, depth: 
         found.push(element);
     }
     for child in &element.children {
+        if element.name == "Related_Package" && child.name == "Package" {
+            found.push(child);
+        }
         find_packages(child, found, depth + 1);
     }
 }

@@ -47,8 +47,6 @@ pub struct Element {
     /// Byte offsets of the start tag and of the end of the end tag.
     pub start: usize,
     pub end: usize,
-    /// 1-based line of the start tag.
-    pub line: usize,
 }
 
 impl Element {
@@ -133,12 +131,10 @@ fn open_element(input: &str, start: &BytesStart<'_>, offset: u64) -> Result<Elem
         })?;
         attributes.push((local, qualified, value.into_owned()));
     }
-    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
     Ok(Element {
         name,
         attributes,
-        line: line_of(input, offset),
-        start: offset,
+        start: usize::try_from(offset).unwrap_or(usize::MAX),
         ..Element::default()
     })
 }
