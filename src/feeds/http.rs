@@ -58,6 +58,9 @@ impl HttpClient {
             .use_rustls_tls()
             .timeout(timeout)
             .connect_timeout(timeout)
+            // A redirect is reported as an error: following it could send
+            // the credentials to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
 
         if let Some(path) = &source.ca_file {

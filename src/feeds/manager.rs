@@ -15,7 +15,7 @@ use super::http::HttpClient;
 use super::stix1::{ParseContext, ParseOutcome};
 use super::taxii11::{format_timestamp, Taxii11Client, TaxiiError};
 use super::{PollCounts, PollMode, SourceSet};
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{FileSource, SourceConfig, SourceKind};
 use crate::index::{Indicator, IndicatorType, IndicatorValue};
 use crate::store::{Store, StoredStatus};
 
@@ -100,9 +100,18 @@ fn serialize_seconds<S: serde::Serializer>(
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
+/// How a source is fetched, built once from its configuration.
+enum Fetcher {
+    Taxii11 {
+        client: Taxii11Client,
+        hostname: String,
+    },
+    File(FileSource),
+}
+
 struct SourceEntry {
     config: SourceConfig,
-    client: Option<Taxii11Client>,
+    fetcher: Fetcher,
     state: Mutex<EntryState>,
     /// Serializes polls of one source.
     poll_lock: tokio::sync::Mutex<()>,
@@ -137,22 +146,25 @@ impl FeedManager {
     pub fn new(sources: Vec<SourceConfig>, store: Store) -> anyhow::Result<FeedManager> {
         let mut entries = Vec::with_capacity(sources.len());
         for config in sources {
-            let client = match &config.kind {
+            let fetcher = match &config.kind {
                 SourceKind::Taxii11(taxii) => {
                     let http = HttpClient::new(taxii, config.timeout, config.max_bytes)
                         .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
-                    Some(Taxii11Client {
-                        http,
-                        collection: taxii.collection.clone(),
-                        https: taxii.https,
-                        max_parts: config.max_parts,
-                    })
+                    Fetcher::Taxii11 {
+                        client: Taxii11Client {
+                            http,
+                            collection: taxii.collection.clone(),
+                            https: taxii.https,
+                            max_parts: config.max_parts,
+                        },
+                        hostname: taxii.hostname.clone(),
+                    }
                 }
-                SourceKind::File(_) => None,
+                SourceKind::File(source) => Fetcher::File(source.clone()),
             };
             entries.push(SourceEntry {
                 config,
-                client,
+                fetcher,
                 state: Mutex::new(EntryState::default()),
                 poll_lock: tokio::sync::Mutex::new(()),
             });
@@ -260,12 +272,12 @@ impl FeedManager {
         let entry = self.entry(name)?;
         let started = Instant::now();
         let now = Utc::now();
-        let fetched = match (&entry.config.kind, &entry.client) {
-            (SourceKind::Taxii11(_), Some(client)) => {
+        let fetched = match &entry.fetcher {
+            Fetcher::Taxii11 { client, .. } => {
                 let begin = chrono_duration(entry.config.polling_interval).map(|d| now - d);
                 self.fetch_window(entry, client, begin, now).await?
             }
-            _ => self.fetch(entry, PollMode::Full, now).await?,
+            Fetcher::File(_) => self.fetch(entry, PollMode::Full, now).await?,
         };
         let mut indicators = fetched.outcome.indicators;
         let mut counts = fetched.outcome.counts;
@@ -289,9 +301,9 @@ impl FeedManager {
         now: DateTime<Utc>,
     ) -> Result<Fetched, PollError> {
         let config = &entry.config;
-        match (&config.kind, &entry.client) {
-            (SourceKind::File(source), _) => {
-                tracing::info!(source = %config.name, path = %source.path.display(), "poll started (full)");
+        match &entry.fetcher {
+            Fetcher::File(source) => {
+                tracing::info!(source = %config.name, mode = "full", path = %source.path.display(), "poll started");
                 let context = ParseContext {
                     source: config.name.clone(),
                     timestamp_label: None,
@@ -322,7 +334,7 @@ impl FeedManager {
                     window_end: None,
                 })
             }
-            (SourceKind::Taxii11(taxii), Some(client)) => {
+            Fetcher::Taxii11 { client, hostname } => {
                 let begin = match mode {
                     PollMode::Full => chrono_duration(config.age).map(|age| now - age),
                     PollMode::Delta => lock(&entry.state).set.cursor,
@@ -330,15 +342,14 @@ impl FeedManager {
                 tracing::info!(
                     source = %config.name,
                     mode = %mode,
-                    host = %taxii.hostname,
-                    collection = %taxii.collection,
+                    host = %hostname,
+                    collection = %client.collection,
                     window_start = begin.map(format_timestamp).unwrap_or_default(),
                     window_end = %format_timestamp(now),
                     "poll started"
                 );
                 self.fetch_window(entry, client, begin, now).await
             }
-            (SourceKind::Taxii11(_), None) => Err(PollError::Cancelled(config.name.clone())),
         }
     }
 
@@ -450,7 +461,7 @@ impl FeedManager {
         if indicators.len() > config.max_indicators {
             let dropped = indicators.len() - config.max_indicators;
             // The newest indicators are kept.
-            indicators.sort_by(|a, b| b.first_seen.cmp(&a.first_seen));
+            indicators.sort_by_key(|indicator| std::cmp::Reverse(indicator.first_seen));
             indicators.truncate(config.max_indicators);
             tracing::warn!(
                 source = %config.name,
@@ -623,7 +634,7 @@ fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
 }
 
 fn choose_mode(entry: &SourceEntry, set: &SourceSet, requested: Option<PollMode>) -> PollMode {
-    if matches!(entry.config.kind, SourceKind::File(_)) {
+    if matches!(entry.fetcher, Fetcher::File(_)) {
         return PollMode::Full;
     }
     match requested {

@@ -75,8 +75,14 @@ pub struct PollResponse {
 }
 
 /// Formats a timestamp as TAXII expects it (`2024-01-10T10:00:00+00:00`).
+/// The TAXII 1.1 schema allows at most six fractional digits, so the time
+/// is truncated to microseconds.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    if time.timestamp_subsec_micros() == 0 {
+        time.to_rfc3339_opts(SecondsFormat::Secs, false)
+    } else {
+        time.to_rfc3339_opts(SecondsFormat::Micros, false)
+    }
 }
 
 /// Writes a Poll_Request for a FULL response without asynchronous polling.
@@ -359,6 +365,12 @@ mod tests {
         assert!(body.contains("<taxii_11:Inclusive_End_Timestamp>2024-03-01T00:00:00+00:00"));
         assert!(body.contains("allow_asynch=\"false\""));
         assert!(xml::parse_document(&body).is_ok());
+    }
+
+    #[test]
+    fn timestamp_at_most_micros() {
+        let time = parse_timestamp("2024-02-01T00:00:00.123456789Z").unwrap();
+        assert_eq!(format_timestamp(time), "2024-02-01T00:00:00.123456+00:00");
     }
 
     #[test]
