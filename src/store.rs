@@ -1,7 +1,7 @@
 //! The state directory: each source's last good indicator set and poll
 //! cursor, so a restart matches at once and delta polls continue.
 //!
-//! Layout: `<dir>/<source>.set.json` holds the [`SourceSet`] and
+//! Layout: `<dir>/<source>.set.json` contains the [`SourceSet`] and
 //! `<dir>/<source>.status.json` the [`StoredStatus`]. Each file is written to
 //! a temporary file, synced and renamed over the old one, so a crash leaves
 //! either the previous or the new complete file.
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::feeds::{PollCounts, PollMode, SourceSet};
 
-/// Why a state file could not be read or written.
+/// An error reading or writing a state file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot access state file {path}: {source}")]

@@ -25,10 +25,10 @@ fn value(kind: IndicatorType, text: &str) -> IndicatorValue {
     IndicatorValue::parse(kind, text).unwrap()
 }
 
-fn find<'a>(indicators: &'a [Indicator], wanted: &IndicatorValue) -> Option<&'a Indicator> {
+fn find<'a>(indicators: &'a [Indicator], expected: &IndicatorValue) -> Option<&'a Indicator> {
     indicators
         .iter()
-        .find(|indicator| &indicator.value == wanted)
+        .find(|indicator| &indicator.value == expected)
 }
 
 fn count(indicators: &[Indicator], kind: IndicatorType) -> usize {
@@ -85,8 +85,11 @@ fn stix12_values_normalized() {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ),
     ] {
-        let wanted = value(kind, text);
-        assert!(find(indicators, &wanted).is_some(), "missing {kind} {text}");
+        let expected = value(kind, text);
+        assert!(
+            find(indicators, &expected).is_some(),
+            "missing {kind} {text}"
+        );
     }
 }
 

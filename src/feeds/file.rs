@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::stix1::{self, ParseContext, ParseOutcome};
 
-/// Why a file source could not be read.
+/// An error reading a file source.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read {path}: {reason}")]

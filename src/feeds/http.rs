@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Taxii11Source;
 
-/// Why a request failed. No variant carries the password.
+/// An error of one HTTP request. No variant carries the password.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("cannot read CA file {path}: {reason}")]
@@ -91,6 +91,8 @@ impl HttpClient {
             })?;
             builder = builder.proxy(proxy_setting);
         } else {
+            // Without a configured proxy, HTTP_PROXY and HTTPS_PROXY are
+            // ignored, so the configuration alone decides the route.
             builder = builder.no_proxy();
         }
 
@@ -182,7 +184,7 @@ impl HttpClient {
                 timeout: self.timeout,
             };
         }
-        // The URL never holds credentials (they go in the Authorization
+        // The URL never contains credentials (they go in the Authorization
         // header), so the error chain is safe to show.
         let mut reason = error.to_string();
         let mut cause = std::error::Error::source(error);

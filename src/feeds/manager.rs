@@ -23,7 +23,7 @@ use crate::store::{Store, StoredStatus};
 /// further failure, up to the polling interval.
 const FIRST_RETRY: Duration = Duration::from_secs(30);
 
-/// Most poll segments in one full poll (`age / poll_segment`).
+/// Maximum number of poll segments in one poll (`age / poll_segment`).
 const MAX_SEGMENTS: u64 = 10_000;
 
 /// The result of one successful poll.
@@ -40,7 +40,7 @@ pub struct PollReport {
     pub duration: Duration,
 }
 
-/// Why a poll failed.
+/// An error of one poll.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
     #[error("no source named {0:?} is configured; `ioc-milter sources` lists them")]
@@ -59,7 +59,7 @@ pub enum PollError {
     Cancelled(String),
 }
 
-/// What a source is doing now.
+/// The activity of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceState {
@@ -100,7 +100,7 @@ fn serialize_seconds<S: serde::Serializer>(
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
-/// How a source is fetched, built once from its configuration.
+/// The fetch method of a source, built once from its configuration.
 enum Fetcher {
     Taxii11 {
         client: Taxii11Client,
@@ -125,7 +125,7 @@ struct EntryState {
     next_poll: Option<DateTime<Utc>>,
 }
 
-/// What a fetch returned before it is merged into the set.
+/// The result of a fetch, before it is merged into the set.
 struct Fetched {
     outcome: ParseOutcome,
     blocks: u64,

@@ -5,8 +5,8 @@
 //! A value is supported when its condition is `Equals` or absent. A list
 //! written as `a##comma##b` with `apply_condition="ANY"` (or no
 //! apply_condition) gives one indicator per item. Other conditions, other
-//! object types and `AND` compositions are counted as unsupported, and values
-//! that do not normalize are counted as invalid; neither stops the parse.
+//! object types and `AND` compositions are counted as unsupported. Values
+//! that do not normalize are counted as invalid. Neither stops the parse.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -20,7 +20,7 @@ use crate::index::{Indicator, IndicatorType, IndicatorValue};
 /// Separator of list values in CybOX object properties.
 const LIST_SEPARATOR: &str = "##comma##";
 
-/// Where a document came from, for provenance.
+/// The origin of a document, recorded as provenance.
 #[derive(Debug, Clone, Default)]
 pub struct ParseContext {
     /// Name of the configured source.
@@ -65,7 +65,7 @@ impl ParseOutcome {
     }
 }
 
-/// Why a document could not be parsed at all.
+/// An error that stops the parse of a whole document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StixError {
     Xml(XmlError),

@@ -19,7 +19,7 @@ const SERVICES: &str = "urn:taxii.mitre.org:services:1.1";
 const PROTOCOL_HTTP: &str = "urn:taxii.mitre.org:protocol:http:1.0";
 const PROTOCOL_HTTPS: &str = "urn:taxii.mitre.org:protocol:https:1.0";
 
-/// Why a TAXII exchange failed.
+/// An error of a TAXII exchange.
 #[derive(Debug, thiserror::Error)]
 pub enum TaxiiError {
     #[error(transparent)]
@@ -57,7 +57,7 @@ pub struct ContentBlock {
     pub binding: Option<String>,
     pub timestamp_label: Option<DateTime<Utc>>,
     pub outcome: ParseOutcome,
-    /// Why the block's content could not be parsed, if it could not.
+    /// The reason the block's content could not be parsed, if it could not.
     pub error: Option<String>,
 }
 
