@@ -170,6 +170,18 @@ async fn requests_have_taxii_headers() {
     assert!(first.body.contains("<taxii_11:Poll_Request"));
     assert!(first.body.contains("collection_name=\"user_Example\""));
     assert!(first.body.contains("Exclusive_Begin_Timestamp"));
+    // The TAXII 1.1 schema allows at most six fractional digits.
+    let begin = first
+        .body
+        .split("<taxii_11:Exclusive_Begin_Timestamp>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap();
+    let fraction = begin
+        .split_once('.')
+        .map(|(_, rest)| rest.len().saturating_sub("+00:00".len()))
+        .unwrap_or(0);
+    assert!(fraction <= 6, "{begin}");
     let second = requests.get(1).unwrap();
     assert!(second.body.contains("<taxii_11:Poll_Fulfillment"));
     assert!(second.body.contains("result_id=\"777\""));
@@ -263,6 +275,17 @@ async fn http_error_status() {
         FeedManager::new(vec![taxii_config(port)], Store::open(dir.path()).unwrap()).unwrap();
     let error = manager.poll("otx", None).await.unwrap_err();
     assert!(error.to_string().contains("answered HTTP 503: busy"));
+}
+
+#[tokio::test]
+async fn redirect_not_followed() {
+    let (port, received) = stub_server(vec![(302, String::new()), ok("poll-part2.xml")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manager =
+        FeedManager::new(vec![taxii_config(port)], Store::open(dir.path()).unwrap()).unwrap();
+    let error = manager.poll("otx", None).await.unwrap_err();
+    assert!(error.to_string().contains("answered HTTP 302"));
+    assert_eq!(received.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

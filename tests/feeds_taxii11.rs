@@ -120,3 +120,18 @@ fn garbage_is_error() {
     let error = parse_response("not xml at all <", URL, &context()).unwrap_err();
     assert!(matches!(error, TaxiiError::Xml { .. }));
 }
+
+#[test]
+fn escaped_doctype_rejected() {
+    let body = r#"<taxii_11:Poll_Response xmlns:taxii_11="http://taxii.mitre.org/messages/taxii_xml_binding-1.1" more="false">
+<taxii_11:Content_Block><taxii_11:Content_Binding binding_id="urn:stix.mitre.org:xml:1.2"/><taxii_11:Content>&lt;!DOCTYPE x [&lt;!ENTITY e "evil.example.com"&gt;]&gt;&lt;x&gt;&amp;e;&lt;/x&gt;</taxii_11:Content></taxii_11:Content_Block>
+</taxii_11:Poll_Response>"#;
+    let response = parse_response(body, URL, &context()).unwrap();
+    let block = response.blocks.first().unwrap();
+    assert_eq!(block.outcome.indicators.len(), 0);
+    assert!(block
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("DOCTYPE"));
+}
