@@ -401,3 +401,29 @@ async fn run_polls_and_stops() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn missing_ca_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = taxii_config(9);
+    if let SourceKind::Taxii11(taxii) = &mut config.kind {
+        taxii.https = true;
+        taxii.ca_file = Some(dir.path().join("absent-ca.pem"));
+    }
+    let result = FeedManager::new(vec![config], Store::open(dir.path()).unwrap());
+    let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("cannot read CA file"), "{message}");
+    assert!(message.contains("absent-ca.pem"), "{message}");
+}
+
+#[test]
+fn invalid_proxy_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = taxii_config(9);
+    if let SourceKind::Taxii11(taxii) = &mut config.kind {
+        taxii.proxy = Some("not a url".to_string());
+    }
+    let result = FeedManager::new(vec![config], Store::open(dir.path()).unwrap());
+    let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("invalid proxy \"not a url\""), "{message}");
+}
