@@ -35,6 +35,10 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
                 format!("{} collection {}", taxii.poll_url(), taxii.collection)
             }
             SourceKind::File(file) => file.path.display().to_string(),
+            other => match other.target() {
+                (host, Some(collection)) => format!("{host} collection {collection}"),
+                (host, None) => host,
+            },
         };
         println!(
             "  source {} ({}): {}; every {}, age {}{}",

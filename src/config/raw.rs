@@ -89,6 +89,24 @@ pub struct RawSource {
     pub password_env: Option<String>,
     pub proxy: Option<String>,
     pub ca_file: Option<String>,
-    // file
+    // file, text, csv, misp, otx: a local path instead of a URL
     pub path: Option<String>,
+    // taxii21, otx, text, csv, misp
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<String>,
+    pub api_key_env: Option<String>,
+    pub api_key_header: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub retries: Option<u64>,
+    pub page_size: Option<u64>,
+    // text, csv
+    pub indicator_type: Option<String>,
+    // csv
+    pub preset: Option<String>,
+    pub column: Option<String>,
+    pub type_column: Option<String>,
+    pub id_column: Option<String>,
+    pub delimiter: Option<String>,
 }

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawSource};
 use super::{
-    Config, FileSource, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig, SourceKind,
-    StateConfig, Taxii11Source,
+    ApiKey, Column, Config, CsvSource, FileSource, HttpSettings, ListSource, ListenAddr, Location,
+    MatchLogConfig, MilterConfig, OtxSource, Secret, SourceConfig, SourceKind, StateConfig,
+    Taxii11Source, Taxii21Source,
 };
 use crate::extract::Limits;
 use crate::index::IndicatorType;
 use crate::policy::{Action, PolicyConfig};
 
 const HOUR: u64 = 3600;
+const KINDS: &str = "taxii11, taxii21, otx, text, csv, misp, file";
 const DAY: u64 = 24 * HOUR;
 
 /// A configuration error: the file, the key and what is wrong with it.
@@ -442,7 +444,7 @@ impl Validator {
         let kind_name = raw
             .kind
             .clone()
-            .ok_or_else(|| self.error(&key("kind"), "missing; allowed kinds: taxii11, file"))?;
+            .ok_or_else(|| self.error(&key("kind"), format!("missing; allowed kinds: {KINDS}")))?;
         let kind = match kind_name.as_str() {
             "taxii11" => SourceKind::Taxii11(self.taxii11(&name, &raw)?),
             "file" => {
@@ -456,10 +458,15 @@ impl Validator {
                     path: self.path(path),
                 })
             }
+            "taxii21" => SourceKind::Taxii21(self.taxii21(&name, &raw)?),
+            "otx" => SourceKind::Otx(self.otx(&name, &raw)?),
+            "text" => SourceKind::Text(self.list(&name, &raw, "text")?),
+            "csv" => SourceKind::Csv(self.csv(&name, &raw)?),
+            "misp" => SourceKind::Misp(self.list(&name, &raw, "misp")?),
             other => {
                 return Err(self.error(
                     &key("kind"),
-                    format!("unknown kind {other:?}; allowed kinds: taxii11, file"),
+                    format!("unknown kind {other:?}; allowed kinds: {KINDS}"),
                 ))
             }
         };
@@ -602,6 +609,335 @@ impl Validator {
             password,
             proxy: raw.proxy.clone(),
             ca_file: raw.ca_file.as_deref().map(|p| self.path(p)),
+        })
+    }
+
+    /// One secret from `<prefix>`, `<prefix>_file` or `<prefix>_env`.
+    fn secret(
+        &mut self,
+        name: &str,
+        prefix: &str,
+        inline: Option<&String>,
+        file: Option<&String>,
+        env: Option<&String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let names = [
+            prefix.to_string(),
+            format!("{prefix}_file"),
+            format!("{prefix}_env"),
+        ];
+        let given: Vec<&str> = [inline.is_some(), file.is_some(), env.is_some()]
+            .iter()
+            .zip(names.iter())
+            .filter(|(set, _)| **set)
+            .map(|(_, name)| name.as_str())
+            .collect();
+        if let [_, second, ..] = given.as_slice() {
+            return Err(self.error(
+                &key(second),
+                format!(
+                    "set only one of {} (found {})",
+                    names.join(", "),
+                    given.join(", ")
+                ),
+            ));
+        }
+        if let Some(value) = inline {
+            return Ok(Some(Secret::Inline(value.clone())));
+        }
+        if let Some(path) = file {
+            let path = self.path(path);
+            if let Err(e) = std::fs::metadata(&path) {
+                self.warnings.push(format!(
+                    "{}: {}: cannot read {}: {e}; polls of this source fail until it exists",
+                    self.file.display(),
+                    key(&format!("{prefix}_file")),
+                    path.display()
+                ));
+            }
+            return Ok(Some(Secret::File(path)));
+        }
+        Ok(env.map(|name| Secret::Env(name.clone())))
+    }
+
+    /// Credentials, TLS and proxy settings shared by the HTTP kinds.
+    fn http_settings(
+        &mut self,
+        name: &str,
+        raw: &RawSource,
+        default_key_header: &str,
+    ) -> Result<HttpSettings, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let password = self.secret(
+            name,
+            "password",
+            raw.password.as_ref(),
+            raw.password_file.as_ref(),
+            raw.password_env.as_ref(),
+        )?;
+        if password.is_some() && raw.username.is_none() {
+            return Err(self.error(&key("username"), "missing; a password needs a username"));
+        }
+        let api_key = self
+            .secret(
+                name,
+                "api_key",
+                raw.api_key.as_ref(),
+                raw.api_key_file.as_ref(),
+                raw.api_key_env.as_ref(),
+            )?
+            .map(|secret| ApiKey {
+                header: raw
+                    .api_key_header
+                    .clone()
+                    .unwrap_or_else(|| default_key_header.to_string()),
+                secret,
+            });
+        if let Some(header) = raw.api_key_header.as_deref() {
+            let valid = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(self.error(
+                    &key("api_key_header"),
+                    format!("invalid header name {header:?}; write e.g. \"X-OTX-API-KEY\""),
+                ));
+            }
+        }
+        if raw.client_cert.is_some() != raw.client_key.is_some() {
+            let missing = if raw.client_cert.is_some() {
+                "client_key"
+            } else {
+                "client_cert"
+            };
+            return Err(self.error(
+                &key(missing),
+                "missing; mutual TLS needs both client_cert and client_key (PEM files)",
+            ));
+        }
+        if let Some(proxy) = &raw.proxy {
+            let scheme_ok = url::Url::parse(proxy)
+                .map(|url| matches!(url.scheme(), "http" | "https"))
+                .unwrap_or(false);
+            if !scheme_ok {
+                return Err(self.error(
+                    &key("proxy"),
+                    format!(
+                        "invalid proxy URL {proxy:?}; write e.g. \"http://proxy.example.net:3128\""
+                    ),
+                ));
+            }
+        }
+        let retries = self.count(&key("retries"), raw.retries, 2, 0, 10)? as u32;
+        Ok(HttpSettings {
+            username: raw.username.clone(),
+            password,
+            api_key,
+            client_cert: raw.client_cert.as_deref().map(|p| self.path(p)),
+            client_key: raw.client_key.as_deref().map(|p| self.path(p)),
+            proxy: raw.proxy.clone(),
+            ca_file: raw.ca_file.as_deref().map(|p| self.path(p)),
+            retries,
+            retry_delay: Duration::from_secs(1),
+        })
+    }
+
+    fn http_url(&self, name: &str, field: &str, text: &str) -> Result<String, ConfigError> {
+        let valid = url::Url::parse(text)
+            .map(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+            .unwrap_or(false);
+        if !valid {
+            return Err(self.error(
+                &format!("source[{name}].{field}"),
+                format!("invalid URL {text:?}; write an http:// or https:// URL"),
+            ));
+        }
+        Ok(text.to_string())
+    }
+
+    /// `url` or `path`, exactly one.
+    fn location(&self, name: &str, raw: &RawSource, kind: &str) -> Result<Location, ConfigError> {
+        match (&raw.url, &raw.path) {
+            (Some(url), None) => Ok(Location::Url(self.http_url(name, "url", url)?)),
+            (None, Some(path)) => Ok(Location::Path(self.path(path))),
+            (Some(_), Some(_)) => Err(self.error(
+                &format!("source[{name}].path"),
+                format!("set either url or path for a {kind} source, not both"),
+            )),
+            (None, None) => Err(self.error(
+                &format!("source[{name}].url"),
+                format!("missing; a {kind} source needs url = \"https://...\" or path = \"/local/file\""),
+            )),
+        }
+    }
+
+    fn page_size(&self, name: &str, raw: &RawSource, default: usize) -> Result<u32, ConfigError> {
+        Ok(self.count(
+            &format!("source[{name}].page_size"),
+            raw.page_size,
+            default,
+            1,
+            100_000,
+        )? as u32)
+    }
+
+    fn taxii21(&mut self, name: &str, raw: &RawSource) -> Result<Taxii21Source, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let url = raw.url.as_deref().ok_or_else(|| {
+            self.error(
+                &key("url"),
+                "missing; give the API root URL, e.g. url = \"https://taxii.example.net/api1/\" (`ioc-milter discover URL` lists them)",
+            )
+        })?;
+        let mut api_root = self.http_url(name, "url", url)?;
+        if !api_root.ends_with('/') {
+            api_root.push('/');
+        }
+        let collection = raw
+            .collection
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                self.error(
+                    &key("collection"),
+                    "missing; give the collection id or title (`ioc-milter discover URL` lists them)",
+                )
+            })?;
+        Ok(Taxii21Source {
+            api_root,
+            collection,
+            http: self.http_settings(name, raw, "Authorization")?,
+            page_size: self.page_size(name, raw, 100)?,
+        })
+    }
+
+    fn otx(&mut self, name: &str, raw: &RawSource) -> Result<OtxSource, ConfigError> {
+        let location = match (&raw.url, &raw.path) {
+            (None, None) => Location::Url("https://otx.alienvault.com".to_string()),
+            _ => self.location(name, raw, "otx")?,
+        };
+        let http = self.http_settings(name, raw, "X-OTX-API-KEY")?;
+        if matches!(location, Location::Url(_)) && http.api_key.is_none() {
+            return Err(self.error(
+                &format!("source[{name}].api_key"),
+                "missing; the OTX API needs api_key, api_key_file or api_key_env",
+            ));
+        }
+        Ok(OtxSource {
+            location,
+            http,
+            page_size: self.page_size(name, raw, 50)?,
+        })
+    }
+
+    fn indicator_type(
+        &self,
+        name: &str,
+        text: Option<&str>,
+    ) -> Result<Option<IndicatorType>, ConfigError> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        IndicatorType::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .map(Some)
+            .ok_or_else(|| {
+                self.error(
+                    &format!("source[{name}].indicator_type"),
+                    format!(
+                        "unknown type {text:?}; allowed: ip, domain, url, hash, email, or leave it out to detect the type per value"
+                    ),
+                )
+            })
+    }
+
+    fn list(&mut self, name: &str, raw: &RawSource, kind: &str) -> Result<ListSource, ConfigError> {
+        Ok(ListSource {
+            location: self.location(name, raw, kind)?,
+            http: self.http_settings(name, raw, "Authorization")?,
+            indicator_type: self.indicator_type(name, raw.indicator_type.as_deref())?,
+        })
+    }
+
+    fn column(&self, name: &str, field: &str, text: &str) -> Result<Column, ConfigError> {
+        if let Ok(number) = text.parse::<usize>() {
+            if number == 0 {
+                return Err(self.error(
+                    &format!("source[{name}].{field}"),
+                    "invalid column 0; columns are numbered from 1",
+                ));
+            }
+            return Ok(Column::Number(number));
+        }
+        if text.trim().is_empty() {
+            return Err(self.error(
+                &format!("source[{name}].{field}"),
+                "empty column; give a header name or a number from 1",
+            ));
+        }
+        Ok(Column::Name(text.to_string()))
+    }
+
+    fn csv(&mut self, name: &str, raw: &RawSource) -> Result<CsvSource, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let mut list = self.list(name, raw, "csv")?;
+        // (value column, type, type column, id column)
+        let preset =
+            match raw.preset.as_deref() {
+                None => None,
+                Some("urlhaus") => Some((3, Some(IndicatorType::Url), None, Some(1))),
+                Some("feodo") => Some((2, Some(IndicatorType::Ip), None, None)),
+                Some("threatfox") => Some((3, None, Some(4), Some(2))),
+                Some("phishtank") => Some((2, Some(IndicatorType::Url), None, Some(1))),
+                Some(other) => return Err(self.error(
+                    &key("preset"),
+                    format!(
+                        "unknown preset {other:?}; allowed: urlhaus, feodo, threatfox, phishtank"
+                    ),
+                )),
+            };
+        let column =
+            match (raw.column.as_deref(), preset) {
+                (Some(text), _) => self.column(name, "column", text)?,
+                (None, Some((number, ..))) => Column::Number(number),
+                (None, None) => return Err(self.error(
+                    &key("column"),
+                    "missing; give the value column (a header name or a number from 1) or a preset",
+                )),
+            };
+        if list.indicator_type.is_none() {
+            list.indicator_type = preset.and_then(|p| p.1);
+        }
+        let type_column = match raw.type_column.as_deref() {
+            Some(text) => Some(self.column(name, "type_column", text)?),
+            None => preset.and_then(|p| p.2).map(Column::Number),
+        };
+        let id_column = match raw.id_column.as_deref() {
+            Some(text) => Some(self.column(name, "id_column", text)?),
+            None => preset.and_then(|p| p.3).map(Column::Number),
+        };
+        let delimiter = match raw.delimiter.as_deref() {
+            None => b',',
+            Some("\\t") | Some("\t") => b'\t',
+            Some(text) if text.len() == 1 && text.is_ascii() => {
+                text.as_bytes().first().copied().unwrap_or(b',')
+            }
+            Some(text) => return Err(self.error(
+                &key("delimiter"),
+                format!(
+                    "invalid delimiter {text:?}; give one ASCII character such as \",\" or \";\""
+                ),
+            )),
+        };
+        Ok(CsvSource {
+            list,
+            column,
+            type_column,
+            id_column,
+            delimiter,
         })
     }
 }

@@ -2,7 +2,8 @@
 //! sources on schedule and on request, expires old indicators and persists
 //! sets and status through the [`Store`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::fetchers::{self, Fetch, FetchError, Previous};
 use super::file::{self, FileError};
 use super::http::HttpClient;
 use super::stix1::{ParseContext, ParseOutcome};
+use super::stix2::{newest_versions, StixObject};
 use super::taxii11::{format_timestamp, Taxii11Client, TaxiiError};
+use super::taxii21::Taxii21Client;
+use super::web::{Validators, WebClient};
 use super::{PollCounts, PollMode, SourceSet};
-use crate::config::{FileSource, SourceConfig, SourceKind};
+use crate::config::{FileSource, SourceConfig, SourceKind, Taxii21Source};
 use crate::index::{Indicator, IndicatorType, IndicatorValue};
 use crate::store::{Store, StoredStatus};
 
@@ -49,6 +54,8 @@ pub enum PollError {
     Taxii { name: String, error: TaxiiError },
     #[error("poll of source {name} failed: {error}")]
     File { name: String, error: FileError },
+    #[error("poll of source {name} failed: {error}")]
+    Fetch { name: String, error: FetchError },
     #[error("poll of source {name} needs {segments} segments (age / poll_segment), more than {max}; raise poll_segment")]
     TooManySegments {
         name: String,
@@ -107,11 +114,26 @@ enum Fetcher {
         hostname: String,
     },
     File(FileSource),
+    Taxii21 {
+        client: Taxii21Client,
+        source: Taxii21Source,
+        /// The collection id, resolved from a title at the first poll.
+        collection_id: tokio::sync::Mutex<Option<String>>,
+    },
+    /// `otx`, `text`, `csv` and `misp`; no client for a local path.
+    Web {
+        web: Option<WebClient>,
+        kind: SourceKind,
+    },
 }
 
 struct SourceEntry {
     config: SourceConfig,
     fetcher: Fetcher,
+    /// Set by the configuration and by `suspend`/`resume`.
+    suspended: AtomicBool,
+    /// Wakes the source's poller after `resume`.
+    wake: tokio::sync::Notify,
     state: Mutex<EntryState>,
     /// Serializes polls of one source.
     poll_lock: tokio::sync::Mutex<()>,
@@ -126,19 +148,52 @@ struct EntryState {
 }
 
 /// The result of a fetch, before it is merged into the set.
+#[derive(Default)]
 struct Fetched {
     outcome: ParseOutcome,
     blocks: u64,
     cursor: Option<DateTime<Utc>>,
     window_start: Option<DateTime<Utc>>,
     window_end: Option<DateTime<Utc>>,
+    stix_objects: Option<Vec<StixObject>>,
+    replace_packages: HashSet<String>,
+    not_modified: bool,
+    validators: Option<Validators>,
+    content_hash: Option<String>,
+    inactive: u64,
+}
+
+impl Fetched {
+    fn from_fetch(
+        fetch: Fetch,
+        window_start: Option<DateTime<Utc>>,
+        end: DateTime<Utc>,
+    ) -> Fetched {
+        Fetched {
+            outcome: fetch.outcome,
+            blocks: fetch.blocks,
+            cursor: fetch.cursor,
+            window_start,
+            window_end: Some(end),
+            stix_objects: fetch.stix_objects,
+            replace_packages: fetch.replace_packages,
+            not_modified: fetch.not_modified,
+            validators: fetch.validators,
+            content_hash: fetch.content_hash,
+            inactive: fetch.inactive,
+        }
+    }
 }
 
 /// Polls the configured sources and keeps their indicator sets.
 pub struct FeedManager {
     store: Store,
     sources: Vec<SourceEntry>,
+    /// Called after a successful poll of the running daemon (set by `run`).
+    on_change: Mutex<Option<OnChange>>,
 }
+
+type OnChange = Arc<dyn Fn() + Send + Sync>;
 
 impl FeedManager {
     /// Builds the manager and one HTTP client per TAXII source. Fails when a
@@ -161,8 +216,44 @@ impl FeedManager {
                     }
                 }
                 SourceKind::File(source) => Fetcher::File(source.clone()),
+                SourceKind::Taxii21(source) => {
+                    let web = WebClient::new(&source.http, config.timeout, config.max_bytes)
+                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
+                    Fetcher::Taxii21 {
+                        client: Taxii21Client { web },
+                        source: source.clone(),
+                        collection_id: tokio::sync::Mutex::new(None),
+                    }
+                }
+                kind => {
+                    let is_url = match kind {
+                        SourceKind::Otx(otx) => {
+                            matches!(otx.location, crate::config::Location::Url(_))
+                        }
+                        SourceKind::Text(list) | SourceKind::Misp(list) => {
+                            matches!(list.location, crate::config::Location::Url(_))
+                        }
+                        SourceKind::Csv(csv) => {
+                            matches!(csv.list.location, crate::config::Location::Url(_))
+                        }
+                        _ => false,
+                    };
+                    let web = match (is_url, kind.http()) {
+                        (true, Some(http)) => Some(
+                            WebClient::new(http, config.timeout, config.max_bytes)
+                                .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?,
+                        ),
+                        _ => None,
+                    };
+                    Fetcher::Web {
+                        web,
+                        kind: kind.clone(),
+                    }
+                }
             };
             entries.push(SourceEntry {
+                suspended: AtomicBool::new(config.suspended),
+                wake: tokio::sync::Notify::new(),
                 config,
                 fetcher,
                 state: Mutex::new(EntryState::default()),
@@ -172,6 +263,7 @@ impl FeedManager {
         Ok(FeedManager {
             store,
             sources: entries,
+            on_change: Mutex::new(None),
         })
     }
 
@@ -254,7 +346,7 @@ impl FeedManager {
             choose_mode(entry, &state.set, mode)
         };
 
-        let fetched = self.fetch(entry, mode, now).await;
+        let fetched = self.fetch(entry, mode, now, false).await;
         let result = match fetched {
             Ok(fetched) => Ok(self.apply(entry, mode, fetched, now, started)),
             Err(error) => {
@@ -277,7 +369,26 @@ impl FeedManager {
                 let begin = chrono_duration(entry.config.polling_interval).map(|d| now - d);
                 self.fetch_window(entry, client, begin, now).await?
             }
-            Fetcher::File(_) => self.fetch(entry, PollMode::Full, now).await?,
+            Fetcher::File(_) => self.fetch(entry, PollMode::Full, now, true).await?,
+            Fetcher::Taxii21 { .. } | Fetcher::Web { .. } => {
+                let (mode, current) = {
+                    let state = lock(&entry.state);
+                    (choose_mode(entry, &state.set, None), state.set.clone())
+                };
+                let fetched = self.fetch(entry, mode, now, true).await?;
+                let window_start = fetched.window_start;
+                let window_end = fetched.window_end;
+                let (set, counts) = merge(&entry.config, &current, mode, fetched, now);
+                return Ok(PollReport {
+                    source: name.to_string(),
+                    mode,
+                    window_start,
+                    window_end,
+                    counts,
+                    indicators: set.indicators.len(),
+                    duration: started.elapsed(),
+                });
+            }
         };
         let mut indicators = fetched.outcome.indicators;
         let mut counts = fetched.outcome.counts;
@@ -299,9 +410,81 @@ impl FeedManager {
         entry: &SourceEntry,
         mode: PollMode,
         now: DateTime<Utc>,
+        dry_run: bool,
     ) -> Result<Fetched, PollError> {
         let config = &entry.config;
+        let fetch_error = |error: FetchError| PollError::Fetch {
+            name: config.name.clone(),
+            error,
+        };
+        let since = match mode {
+            PollMode::Full => chrono_duration(config.age).map(|age| now - age),
+            PollMode::Delta => lock(&entry.state).set.cursor,
+        };
         match &entry.fetcher {
+            Fetcher::Taxii21 {
+                client,
+                source,
+                collection_id,
+            } => {
+                tracing::info!(
+                    source = %config.name,
+                    mode = %mode,
+                    api_root = %source.api_root,
+                    collection = %source.collection,
+                    added_after = since.map(super::taxii21::format_time).unwrap_or_default(),
+                    "poll started"
+                );
+                let id = {
+                    let mut cached = collection_id.lock().await;
+                    match cached.as_ref() {
+                        Some(id) => id.clone(),
+                        None => {
+                            let id = client
+                                .resolve_collection(&source.api_root, &source.collection)
+                                .await
+                                .map_err(|e| fetch_error(FetchError::Taxii21(e)))?;
+                            *cached = Some(id.clone());
+                            id
+                        }
+                    }
+                };
+                let fetch = fetchers::taxii21(client, config, source, &id, since)
+                    .await
+                    .map_err(fetch_error)?;
+                Ok(Fetched::from_fetch(fetch, since, now))
+            }
+            Fetcher::Web { web, kind } => {
+                let previous = {
+                    let state = lock(&entry.state);
+                    Previous {
+                        validators: Validators {
+                            etag: state.set.etag.clone(),
+                            last_modified: state.set.last_modified.clone(),
+                        },
+                        content_hash: state.set.content_hash.clone(),
+                        // A full poll on request reloads even unchanged content.
+                        ignore: dry_run || state.set.indicators.is_empty(),
+                    }
+                };
+                let (host, _) = kind.target();
+                tracing::info!(source = %config.name, kind = kind.name(), mode = %mode, location = %host, "poll started");
+                let web = web.as_ref();
+                let fetch = match kind {
+                    SourceKind::Text(list) => fetchers::text(web, config, list, &previous).await,
+                    SourceKind::Csv(csv) => fetchers::csv(web, config, csv, &previous).await,
+                    SourceKind::Misp(list) => fetchers::misp(web, config, list, &previous).await,
+                    SourceKind::Otx(otx) => {
+                        fetchers::otx(web, config, otx, since, &previous, now).await
+                    }
+                    _ => Ok(Fetch::default()),
+                }
+                .map_err(fetch_error)?;
+                let start = matches!(kind, SourceKind::Otx(_))
+                    .then_some(since)
+                    .flatten();
+                Ok(Fetched::from_fetch(fetch, start, now))
+            }
             Fetcher::File(source) => {
                 tracing::info!(source = %config.name, mode = "full", path = %source.path.display(), "poll started");
                 let context = ParseContext {
@@ -329,9 +512,7 @@ impl FeedManager {
                 Ok(Fetched {
                     outcome: read.outcome,
                     blocks: read.files,
-                    cursor: None,
-                    window_start: None,
-                    window_end: None,
+                    ..Fetched::default()
                 })
             }
             Fetcher::Taxii11 { client, hostname } => {
@@ -381,11 +562,9 @@ impl FeedManager {
             now: end,
         };
         let mut fetched = Fetched {
-            outcome: ParseOutcome::default(),
-            blocks: 0,
-            cursor: None,
             window_start: begin,
             window_end: Some(end),
+            ..Fetched::default()
         };
         let mut latest_label = None;
         let mut server_end = None;
@@ -427,54 +606,18 @@ impl FeedManager {
         started: Instant,
     ) -> PollReport {
         let config = &entry.config;
-        let mut counts = fetched.outcome.counts.clone();
-        counts.blocks = fetched.blocks;
         tracing::info!(
             source = %config.name,
-            blocks = counts.blocks,
-            observables = counts.observables,
+            blocks = fetched.blocks,
+            observables = fetched.outcome.counts.observables,
             "fetched"
         );
+        let window_start = fetched.window_start;
+        let window_end = fetched.window_end;
 
         let mut state = lock(&entry.state);
-        let previous: HashMap<(IndicatorValue, String), ()> = state
-            .set
-            .indicators
-            .iter()
-            .map(|indicator| ((indicator.value.clone(), indicator.id.clone()), ()))
-            .collect();
-
-        let mut merged: Vec<Indicator> = match mode {
-            PollMode::Full => Vec::new(),
-            PollMode::Delta => state.set.indicators.clone(),
-        };
-        merged.extend(fetched.outcome.indicators);
-        let mut indicators = deduplicate(merged);
-        counts.expired = expire(&mut indicators, config.age, now);
-        for indicator in &indicators {
-            if previous.contains_key(&(indicator.value.clone(), indicator.id.clone())) {
-                counts.unchanged += 1;
-            } else {
-                counts.added += 1;
-            }
-        }
-        if indicators.len() > config.max_indicators {
-            let dropped = indicators.len() - config.max_indicators;
-            // The newest indicators are kept.
-            indicators.sort_by_key(|indicator| std::cmp::Reverse(indicator.first_seen));
-            indicators.truncate(config.max_indicators);
-            tracing::warn!(
-                source = %config.name,
-                dropped,
-                max_indicators = config.max_indicators,
-                "dropped the oldest indicators over max_indicators; raise max_indicators to keep them"
-            );
-        }
-
-        state.set.indicators = indicators;
-        if fetched.cursor.is_some() {
-            state.set.cursor = fetched.cursor;
-        }
+        let (set, counts) = merge(config, &state.set, mode, fetched, now);
+        state.set = set;
         state.set.last_success = Some(now);
         if mode == PollMode::Full {
             state.set.last_full_poll = Some(now);
@@ -500,8 +643,8 @@ impl FeedManager {
         let report = PollReport {
             source: config.name.clone(),
             mode,
-            window_start: fetched.window_start,
-            window_end: fetched.window_end,
+            window_start,
+            window_end,
             counts,
             indicators: state.set.indicators.len(),
             duration: started.elapsed(),
@@ -513,6 +656,7 @@ impl FeedManager {
             invalid = report.counts.invalid,
             unsupported = report.counts.unsupported,
             expired = report.counts.expired,
+            removed = report.counts.removed,
             "indicators counted"
         );
         tracing::info!(
@@ -541,6 +685,49 @@ impl FeedManager {
         );
     }
 
+    /// Suspends a source: its poller stops until [`FeedManager::resume`];
+    /// its set stays in use.
+    pub fn suspend(&self, name: &str) -> Result<(), PollError> {
+        let entry = self.entry(name)?;
+        entry.suspended.store(true, Ordering::Relaxed);
+        lock(&entry.state).next_poll = None;
+        tracing::info!(source = %name, "source suspended");
+        Ok(())
+    }
+
+    /// Resumes a suspended source; a poll follows when it is due.
+    pub fn resume(&self, name: &str) -> Result<(), PollError> {
+        let entry = self.entry(name)?;
+        entry.suspended.store(false, Ordering::Relaxed);
+        entry.wake.notify_one();
+        tracing::info!(source = %name, "source resumed");
+        Ok(())
+    }
+
+    /// Names of the configured sources.
+    pub fn names(&self) -> Vec<String> {
+        self.sources.iter().map(|e| e.config.name.clone()).collect()
+    }
+
+    /// Polls a source now and, on success, rebuilds the running daemon's
+    /// index.
+    pub async fn poll_now(
+        &self,
+        name: &str,
+        mode: Option<PollMode>,
+    ) -> Result<PollReport, PollError> {
+        let report = self.poll(name, mode).await?;
+        let callback = self
+            .on_change
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(callback) = callback {
+            callback();
+        }
+        Ok(report)
+    }
+
     /// Runs the schedule: one task per source that is not suspended. The
     /// first poll starts at once when the set is empty or the last success
     /// is older than the interval; later polls follow every
@@ -551,14 +738,17 @@ impl FeedManager {
         on_change: Arc<dyn Fn() + Send + Sync>,
         shutdown: watch::Receiver<bool>,
     ) {
+        *self
+            .on_change
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&on_change));
         let mut tasks = tokio::task::JoinSet::new();
         for index in 0..self.sources.len() {
             let Some(entry) = self.sources.get(index) else {
                 continue;
             };
-            if entry.config.suspended {
-                tracing::info!(source = %entry.config.name, "source is suspended; not polling");
-                continue;
+            if entry.suspended.load(Ordering::Relaxed) {
+                tracing::info!(source = %entry.config.name, "source is suspended; not polling until resumed");
             }
             let manager = Arc::clone(&self);
             let on_change = Arc::clone(&on_change);
@@ -589,9 +779,26 @@ impl FeedManager {
             if *shutdown.borrow() {
                 return;
             }
+            if entry.suspended.load(Ordering::Relaxed) {
+                lock(&entry.state).next_poll = None;
+                tokio::select! {
+                    _ = entry.wake.notified() => {
+                        let state = lock(&entry.state);
+                        delay = first_delay(&state.set, interval, Utc::now());
+                        continue;
+                    }
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
             lock(&entry.state).next_poll = chrono_duration(delay).map(|d| Utc::now() + d);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                _ = entry.wake.notified() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         return;
@@ -600,6 +807,9 @@ impl FeedManager {
                 }
             }
             lock(&entry.state).next_poll = None;
+            if entry.suspended.load(Ordering::Relaxed) {
+                continue;
+            }
 
             let result = tokio::select! {
                 result = self.poll(&name, None) => result,
@@ -625,6 +835,111 @@ impl FeedManager {
     }
 }
 
+/// Computes the set after a fetch: a full poll replaces the set, a delta
+/// adds to it; TAXII 2.1 objects replace older versions of the same id and
+/// revoked ones are removed; OTX pulses replace their earlier indicators.
+/// Returns the new set and the counts.
+fn merge(
+    config: &SourceConfig,
+    current: &SourceSet,
+    mode: PollMode,
+    fetched: Fetched,
+    now: DateTime<Utc>,
+) -> (SourceSet, PollCounts) {
+    let mut counts = fetched.outcome.counts.clone();
+    counts.blocks = fetched.blocks;
+    let mut set = current.clone();
+    if fetched.not_modified {
+        counts.unchanged = u64::try_from(set.indicators.len()).unwrap_or(u64::MAX);
+        counts.expired = expire(&mut set.indicators, config.age, now);
+        return (set, counts);
+    }
+    let previous: HashSet<(IndicatorValue, String)> = current
+        .indicators
+        .iter()
+        .map(|indicator| (indicator.value.clone(), indicator.id.clone()))
+        .collect();
+
+    let replace_whole = mode == PollMode::Full;
+    let mut merged: Vec<Indicator> = if replace_whole {
+        Vec::new()
+    } else {
+        current.indicators.clone()
+    };
+    let mut new_indicators = fetched.outcome.indicators;
+    if let Some(objects) = fetched.stix_objects {
+        if replace_whole {
+            set.versions.clear();
+        }
+        let mut replaced: HashSet<String> = HashSet::new();
+        for object in newest_versions(objects) {
+            let held = set.versions.get(&object.id).copied();
+            if let (Some(held), Some(modified)) = (held, object.modified) {
+                if modified < held {
+                    continue;
+                }
+            }
+            if let Some(modified) = object.modified {
+                set.versions.insert(object.id.clone(), modified);
+            }
+            replaced.insert(object.id.clone());
+            if !object.revoked {
+                new_indicators.extend(object.indicators);
+            }
+        }
+        let before = merged.len();
+        merged.retain(|indicator| !replaced.contains(&indicator.id));
+        let dropped = before - merged.len();
+        let returning = new_indicators
+            .iter()
+            .filter(|i| previous.contains(&(i.value.clone(), i.id.clone())))
+            .count();
+        counts.removed = u64::try_from(dropped.saturating_sub(returning)).unwrap_or(0);
+    }
+    if !fetched.replace_packages.is_empty() {
+        merged.retain(|indicator| {
+            !indicator
+                .package_id
+                .as_ref()
+                .is_some_and(|p| fetched.replace_packages.contains(p))
+        });
+    }
+    merged.extend(new_indicators);
+    let mut indicators = deduplicate(merged);
+    counts.expired = fetched.inactive + expire(&mut indicators, config.age, now);
+    for indicator in &indicators {
+        if previous.contains(&(indicator.value.clone(), indicator.id.clone())) {
+            counts.unchanged += 1;
+        } else {
+            counts.added += 1;
+        }
+    }
+    if indicators.len() > config.max_indicators {
+        let dropped = indicators.len() - config.max_indicators;
+        // The newest indicators are kept.
+        indicators.sort_by_key(|indicator| std::cmp::Reverse(indicator.first_seen));
+        indicators.truncate(config.max_indicators);
+        tracing::warn!(
+            source = %config.name,
+            dropped,
+            max_indicators = config.max_indicators,
+            "dropped the oldest indicators over max_indicators; raise max_indicators to keep them"
+        );
+    }
+    set.indicators = indicators;
+    if fetched.cursor.is_some() {
+        set.cursor = fetched.cursor;
+    }
+    if let Some(validators) = fetched.validators {
+        set.etag = validators.etag;
+        set.last_modified = validators.last_modified;
+    }
+    if fetched.content_hash.is_some() {
+        set.content_hash = fetched.content_hash;
+    }
+    (set, counts)
+}
+
 fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
     // A panic while holding the lock leaves consistent data (every update
     // is a plain assignment), so a poisoned lock is still used.
@@ -634,7 +949,12 @@ fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
 }
 
 fn choose_mode(entry: &SourceEntry, set: &SourceSet, requested: Option<PollMode>) -> PollMode {
-    if matches!(entry.fetcher, Fetcher::File(_)) {
+    let list_feed = match &entry.fetcher {
+        Fetcher::File(_) => true,
+        Fetcher::Web { kind, .. } => !matches!(kind, SourceKind::Otx(_)),
+        _ => false,
+    };
+    if list_feed {
         return PollMode::Full;
     }
     match requested {
@@ -648,11 +968,9 @@ fn choose_mode(entry: &SourceEntry, set: &SourceSet, requested: Option<PollMode>
 fn status_of(entry: &SourceEntry) -> SourceStatus {
     let state = lock(&entry.state);
     let config = &entry.config;
-    let (host, collection) = match &config.kind {
-        SourceKind::Taxii11(taxii) => (taxii.hostname.clone(), Some(taxii.collection.clone())),
-        SourceKind::File(source) => (source.path.display().to_string(), None),
-    };
-    let source_state = if config.suspended {
+    let (host, collection) = config.kind.target();
+    let suspended = entry.suspended.load(Ordering::Relaxed);
+    let source_state = if suspended {
         SourceState::Suspended
     } else if state.polling {
         SourceState::Polling
@@ -667,7 +985,7 @@ fn status_of(entry: &SourceEntry) -> SourceStatus {
         host,
         collection,
         polling_interval: config.polling_interval,
-        suspended: config.suspended,
+        suspended,
         state: source_state,
         last_attempt: state.status.last_attempt,
         last_success: state.status.last_success.or(state.set.last_success),
