@@ -885,20 +885,21 @@ impl Validator {
         let key = |field: &str| format!("source[{name}].{field}");
         let mut list = self.list(name, raw, "csv")?;
         // (value column, type, type column, id column)
-        let preset =
-            match raw.preset.as_deref() {
-                None => None,
-                Some("urlhaus") => Some((3, Some(IndicatorType::Url), None, Some(1))),
-                Some("feodo") => Some((2, Some(IndicatorType::Ip), None, None)),
-                Some("threatfox") => Some((3, None, Some(4), Some(2))),
-                Some("phishtank") => Some((2, Some(IndicatorType::Url), None, Some(1))),
-                Some(other) => return Err(self.error(
+        let preset = match raw.preset.as_deref() {
+            None => None,
+            Some("urlhaus") => Some((3, Some(IndicatorType::Url), None, Some(1))),
+            Some("feodo") => Some((2, Some(IndicatorType::Ip), None, None)),
+            Some("threatfox") => Some((3, None, Some(4), Some(2))),
+            Some("phishtank") => Some((2, Some(IndicatorType::Url), None, Some(1))),
+            Some(other) => {
+                return Err(self.error(
                     &key("preset"),
                     format!(
                         "unknown preset {other:?}; allowed: urlhaus, feodo, threatfox, phishtank"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let column =
             match (raw.column.as_deref(), preset) {
                 (Some(text), _) => self.column(name, "column", text)?,
@@ -925,12 +926,14 @@ impl Validator {
             Some(text) if text.len() == 1 && text.is_ascii() => {
                 text.as_bytes().first().copied().unwrap_or(b',')
             }
-            Some(text) => return Err(self.error(
-                &key("delimiter"),
-                format!(
+            Some(text) => {
+                return Err(self.error(
+                    &key("delimiter"),
+                    format!(
                     "invalid delimiter {text:?}; give one ASCII character such as \",\" or \";\""
                 ),
-            )),
+                ))
+            }
         };
         Ok(CsvSource {
             list,

@@ -98,7 +98,7 @@ fn utf8(location: &str, body: Vec<u8>) -> Result<String, FetchError> {
         // Feeds in Latin-1 still parse: non-ASCII bytes only appear in
         // comments and titles.
         let bytes = e.into_bytes();
-        if bytes.len() > 0 {
+        if !bytes.is_empty() {
             Ok(bytes.iter().map(|&b| char::from(b)).collect())
         } else {
             Err(FetchError::Parse {

@@ -10,29 +10,29 @@ use super::stix1::ParseOutcome;
 /// is an IP (a `:port` suffix on an IPv4 address is dropped), 32, 40 or 64
 /// hex digits are a hash, a value with `@` is an email address, and
 /// anything else must be a domain.
-pub fn detect(text: &str) -> Result<IndicatorValue, ()> {
+pub fn detect(text: &str) -> Option<IndicatorValue> {
     let text = text.trim();
     if text.contains("://") {
-        return IndicatorValue::parse(IndicatorType::Url, text).map_err(|_| ());
+        return IndicatorValue::parse(IndicatorType::Url, text).ok();
     }
     if let Ok(value) = IndicatorValue::parse(IndicatorType::Ip, text) {
-        return Ok(value);
+        return Some(value);
     }
     if let Some((host, port)) = text.rsplit_once(':') {
         if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty() {
             if let Ok(value) = IndicatorValue::parse(IndicatorType::Ip, host) {
-                return Ok(value);
+                return Some(value);
             }
         }
     }
     let is_hex = text.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex && matches!(text.len(), 32 | 40 | 64) {
-        return IndicatorValue::parse(IndicatorType::Hash, text).map_err(|_| ());
+        return IndicatorValue::parse(IndicatorType::Hash, text).ok();
     }
     if text.contains('@') {
-        return IndicatorValue::parse(IndicatorType::Email, text).map_err(|_| ());
+        return IndicatorValue::parse(IndicatorType::Email, text).ok();
     }
-    IndicatorValue::parse(IndicatorType::Domain, text).map_err(|_| ())
+    IndicatorValue::parse(IndicatorType::Domain, text).ok()
 }
 
 /// Maps a type name used by feeds (OTX, ThreatFox, MISP-like names and
@@ -52,7 +52,7 @@ pub fn type_from_name(name: &str) -> Option<IndicatorType> {
 }
 
 /// Parses one value of a known or detected type.
-fn value_of(kind: Option<IndicatorType>, text: &str) -> Result<IndicatorValue, ()> {
+fn value_of(kind: Option<IndicatorType>, text: &str) -> Option<IndicatorValue> {
     match kind {
         None => detect(text),
         Some(IndicatorType::Ip) => {
@@ -65,25 +65,20 @@ fn value_of(kind: Option<IndicatorType>, text: &str) -> Result<IndicatorValue, (
                 }
                 _ => text,
             };
-            IndicatorValue::parse(IndicatorType::Ip, host).map_err(|_| ())
+            IndicatorValue::parse(IndicatorType::Ip, host).ok()
         }
-        Some(kind) => IndicatorValue::parse(kind, text).map_err(|_| ()),
+        Some(kind) => IndicatorValue::parse(kind, text).ok(),
     }
 }
 
-fn push(
-    outcome: &mut ParseOutcome,
-    source: &str,
-    id: Option<&str>,
-    value: Result<IndicatorValue, ()>,
-) {
+fn push(outcome: &mut ParseOutcome, source: &str, id: Option<&str>, value: Option<IndicatorValue>) {
     outcome.counts.observables += 1;
     match value {
-        Ok(value) => {
+        Some(value) => {
             let id = id.map(str::to_string).unwrap_or_else(|| value.to_string());
             outcome.indicators.push(Indicator::new(value, source, &id));
         }
-        Err(()) => outcome.counts.invalid += 1,
+        None => outcome.counts.invalid += 1,
     }
 }
 

@@ -1,8 +1,9 @@
 //! MISP feeds: `manifest.json` lists the events (its keys are event
 //! uuids) and each event is `<uuid>.json`. Attributes with `to_ids` set
-//! become indicators; others are not detection data and are skipped.
+//! become indicators; others are not detection data and are skipped. The
+//! feed is a list that replaces the source's set, so attribute times are
+//! not kept and old events do not expire by `age`.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::stix1::ParseOutcome;
@@ -40,15 +41,6 @@ fn attribute_type(name: &str) -> Vec<(IndicatorType, usize)> {
         "filename|md5" | "filename|sha1" | "filename|sha256" => vec![(IndicatorType::Hash, 1)],
         _ => Vec::new(),
     }
-}
-
-fn attribute_time(attribute: &Value) -> Option<DateTime<Utc>> {
-    let seconds = match attribute.get("timestamp")? {
-        Value::String(s) => s.parse::<i64>().ok()?,
-        Value::Number(n) => n.as_i64()?,
-        _ => return None,
-    };
-    DateTime::from_timestamp(seconds, 0)
 }
 
 fn is_true(value: Option<&Value>) -> bool {
@@ -134,7 +126,6 @@ pub fn parse_event(body: &str, source: &str) -> Result<ParseOutcome, String> {
                         let mut indicator = Indicator::new(value, source, &id);
                         indicator.package_id.clone_from(&uuid);
                         indicator.title.clone_from(&info);
-                        indicator.first_seen = attribute_time(attribute);
                         outcome.indicators.push(indicator);
                     }
                     Err(_) => outcome.counts.invalid += 1,

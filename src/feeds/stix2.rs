@@ -219,6 +219,8 @@ enum Token {
     ParenOpen,
     ParenClose,
     Text(String),
+    /// A typed literal such as `t'2016-01-01T00:00:00Z'` or `h'08'`.
+    Typed,
     Word(String),
 }
 
@@ -261,8 +263,26 @@ fn tokenize(pattern: &str) -> Option<Vec<Token>> {
             }
             _ => {
                 let mut word = String::new();
+                let mut typed = false;
                 while let Some(&c) = chars.get(i) {
+                    if c == '[' && !word.is_empty() {
+                        // A list index inside a path: protocols[*], refs[0].
+                        let end = chars.iter().skip(i).position(|&q| q == ']')? + i;
+                        let index: String = chars.get(i + 1..end)?.iter().collect();
+                        if index == "*" || index.bytes().all(|b| b.is_ascii_digit()) {
+                            word.extend(chars.get(i..=end)?.iter());
+                            i = end + 1;
+                            continue;
+                        }
+                        break;
+                    }
                     if c.is_whitespace() || "[]()=!<>".contains(c) {
+                        break;
+                    }
+                    if c == '\'' && matches!(word.as_str(), "t" | "h" | "b") {
+                        let (_, next) = quoted(&chars, i)?;
+                        i = next;
+                        typed = true;
                         break;
                     }
                     if c == '\'' || c == '"' {
@@ -277,6 +297,10 @@ fn tokenize(pattern: &str) -> Option<Vec<Token>> {
                     }
                     word.push(c);
                     i += 1;
+                }
+                if typed {
+                    tokens.push(Token::Typed);
+                    continue;
                 }
                 if word.is_empty() {
                     return None;
@@ -333,7 +357,7 @@ pub fn parse_pattern(pattern: &str) -> Pattern {
                 i += 1;
             }
             Token::ParenOpen | Token::ParenClose => i += 1,
-            Token::Text(_) => return Pattern::Invalid,
+            Token::Text(_) | Token::Typed => return Pattern::Invalid,
             Token::Word(word) => {
                 let upper = word.to_ascii_uppercase();
                 match upper.as_str() {
@@ -344,6 +368,30 @@ pub fn parse_pattern(pattern: &str) -> Pattern {
                     _ if depth == 0 => return Pattern::Invalid,
                     _ => {
                         // path operator value
+                        let is_operator = |token: Option<&Token>| match token {
+                            Some(Token::Word(op)) => matches!(
+                                op.to_ascii_uppercase().as_str(),
+                                "=" | "!="
+                                    | "<"
+                                    | ">"
+                                    | "<="
+                                    | ">="
+                                    | "LIKE"
+                                    | "MATCHES"
+                                    | "ISSUBSET"
+                                    | "ISSUPERSET"
+                                    | "IN"
+                                    | "NOT"
+                            ),
+                            _ => false,
+                        };
+                        if !is_operator(tokens.get(i + 1)) {
+                            // A term without a comparison, as converters
+                            // write for what they could not convert.
+                            terms.push(Term::Unsupported);
+                            i += 1;
+                            continue;
+                        }
                         let (Some(Token::Word(op)), Some(value)) =
                             (tokens.get(i + 1), tokens.get(i + 2))
                         else {
@@ -355,7 +403,7 @@ pub fn parse_pattern(pattern: &str) -> Pattern {
                         }
                         let Token::Text(value) = value else {
                             // A list (`IN (...)`) or a number: not matched on.
-                            if op == "IN" || !matches!(value, Token::Word(_)) {
+                            if op == "IN" || matches!(value, Token::ParenOpen) {
                                 return Pattern::Unsupported;
                             }
                             terms.push(Term::Unsupported);
@@ -543,6 +591,30 @@ mod tests {
     #[test]
     fn escaped_quote() {
         assert_eq!(values("[url:value = 'http://a.example/it\\'s']").len(), 1);
+    }
+
+    #[test]
+    fn typed_literal_term() {
+        assert_eq!(
+            values("[file:hashes.MD5 = '44d88612fea8a8f36de82e1278abb02f' OR file:extensions.'windows-pebinary-ext'.time_date_stamp = t'2013-01-01T00:00:00Z']"),
+            ["44d88612fea8a8f36de82e1278abb02f", "unsupported"]
+        );
+    }
+
+    #[test]
+    fn list_index_in_path() {
+        assert_eq!(
+            values("[ipv4-addr:value = '192.0.2.3' OR process:extensions.'windows-service-ext'.descriptions[*] = 'x']"),
+            ["192.0.2.3", "unsupported"]
+        );
+    }
+
+    #[test]
+    fn bare_term_unsupported() {
+        assert_eq!(
+            values("[unconverted_term:x-1 OR domain-name:value = 'a.example.net']"),
+            ["unsupported", "a.example.net"]
+        );
     }
 
     #[test]
