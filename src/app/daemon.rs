@@ -58,6 +58,23 @@ pub async fn run(config: Config) -> Result<()> {
         Arc::new(move || rebuild_index(&engine, &feeds))
     };
     let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
+    let control_path = crate::control::socket_path(&config.state.directory);
+    let control_task = match crate::control::bind(&control_path) {
+        Ok(listener) => Some(tokio::spawn(crate::control::serve(
+            listener,
+            control_path,
+            Arc::clone(&feeds),
+            shutdown.clone(),
+        ))),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "cannot open the control endpoint {}; poll, suspend and resume cannot reach this daemon",
+                control_path.display()
+            );
+            None
+        }
+    };
     let signal_task = tokio::spawn(handle_signals(
         config.clone(),
         Arc::clone(&engine),
@@ -77,6 +94,9 @@ pub async fn run(config: Config) -> Result<()> {
     .await;
 
     signal_task.abort();
+    if let Some(task) = control_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     if tokio::time::timeout(FEED_STOP_GRACE, feed_task)
         .await
         .is_err()

@@ -4,6 +4,7 @@
 mod check;
 mod daemon;
 mod demo;
+mod feeds_cli;
 mod matches;
 mod sources;
 
@@ -36,6 +37,7 @@ pub fn try_main(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Discover(args) => runtime.block_on(feeds_cli::discover(args)),
         command => {
             let config = load_config(cli.config.as_deref())?;
             runtime.block_on(dispatch(command, config))
@@ -47,8 +49,14 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
     match command {
         Command::Run => daemon::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::CheckConfig => sources::check_config(&config),
-        Command::Poll(args) => sources::poll(&config, args).await,
-        Command::Sources(args) => sources::show(&config, args.json),
+        Command::Poll(args) => feeds_cli::poll(&config, args).await,
+        Command::Sources(args) => feeds_cli::sources(&config, args.json).await,
+        Command::TestSource(args) => feeds_cli::test_source(&config, args).await,
+        Command::Suspend(args) => feeds_cli::suspend(&config, args, true).await,
+        Command::Resume(args) => feeds_cli::suspend(&config, args, false).await,
+        Command::Discover(_) => {
+            unreachable!("the discover command is dispatched before the configuration is read")
+        }
         Command::Lookup(args) => check::lookup(&config, args),
         Command::Check(args) => Ok(check::check_files(&config, args)),
         Command::Matches(args) => matches::run(&config, args),

@@ -160,7 +160,7 @@ pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(status: &SourceStatus) {
+pub(super) fn print_status(status: &SourceStatus) {
     let time = |value: Option<DateTime<Utc>>| {
         value
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())

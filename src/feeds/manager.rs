@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::fetchers::{self, Fetch, FetchError, Previous};
@@ -32,7 +32,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(30);
 const MAX_SEGMENTS: u64 = 10_000;
 
 /// The result of one successful poll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollReport {
     pub source: String,
     pub mode: PollMode,
@@ -41,7 +41,10 @@ pub struct PollReport {
     pub counts: PollCounts,
     /// Indicators in the source's set after the poll.
     pub indicators: usize,
-    #[serde(serialize_with = "serialize_seconds")]
+    #[serde(
+        serialize_with = "serialize_seconds",
+        deserialize_with = "deserialize_seconds"
+    )]
     pub duration: Duration,
 }
 
@@ -67,7 +70,7 @@ pub enum PollError {
 }
 
 /// The activity of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceState {
     Idle,
@@ -78,14 +81,17 @@ pub enum SourceState {
 }
 
 /// The status of one source, as `sources` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceStatus {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     /// TAXII host name, or the path of a file source.
     pub host: String,
     pub collection: Option<String>,
-    #[serde(serialize_with = "serialize_seconds")]
+    #[serde(
+        serialize_with = "serialize_seconds",
+        deserialize_with = "deserialize_seconds"
+    )]
     pub polling_interval: Duration,
     pub suspended: bool,
     pub state: SourceState,
@@ -98,6 +104,13 @@ pub struct SourceStatus {
     pub indicators: usize,
     pub indicators_by_type: BTreeMap<IndicatorType, usize>,
     pub last_counts: Option<PollCounts>,
+}
+
+fn deserialize_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    let seconds = f64::deserialize(deserializer)?;
+    Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
 }
 
 fn serialize_seconds<S: serde::Serializer>(
@@ -981,7 +994,7 @@ fn status_of(entry: &SourceEntry) -> SourceStatus {
     };
     SourceStatus {
         name: config.name.clone(),
-        kind: config.kind.name(),
+        kind: config.kind.name().to_string(),
         host,
         collection,
         polling_interval: config.polling_interval,

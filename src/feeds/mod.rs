@@ -4,6 +4,7 @@
 //! request, and persists sets and cursors through `store`. Parsers
 //! (`stix1`) are pure; `taxii11` and `http` do the network I/O.
 
+pub mod discover;
 pub mod fetchers;
 pub mod file;
 pub mod http;

@@ -129,9 +129,28 @@ impl WebClient {
     /// GETs `url`, retrying network errors, timeouts and HTTP 5xx up to
     /// `retries` times.
     pub async fn get(&self, url: &str, options: &GetOptions<'_>) -> Result<WebResponse, HttpError> {
+        self.send(url, options, None).await
+    }
+
+    /// POSTs `body` (TAXII 1.1 discovery), with the same retries as `get`.
+    pub async fn post(
+        &self,
+        url: &str,
+        options: &GetOptions<'_>,
+        body: String,
+    ) -> Result<WebResponse, HttpError> {
+        self.send(url, options, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        options: &GetOptions<'_>,
+        body: Option<String>,
+    ) -> Result<WebResponse, HttpError> {
         let mut attempt: u32 = 0;
         loop {
-            let result = self.get_once(url, options).await;
+            let result = self.send_once(url, options, body.clone()).await;
             let retryable = match &result {
                 Ok(_) => false,
                 Err(HttpError::Status { status, .. }) => {
@@ -152,10 +171,11 @@ impl WebClient {
         }
     }
 
-    async fn get_once(
+    async fn send_once(
         &self,
         url: &str,
         options: &GetOptions<'_>,
+        body: Option<String>,
     ) -> Result<WebResponse, HttpError> {
         let mut headers = HeaderMap::new();
         let mut add = |name: &str, value: &str| -> Result<(), HttpError> {
@@ -203,7 +223,10 @@ impl WebClient {
             headers.insert(name, value);
         }
 
-        let mut request = self.client.get(url).headers(headers);
+        let mut request = match body {
+            Some(body) => self.client.post(url).headers(headers).body(body),
+            None => self.client.get(url).headers(headers),
+        };
         if let Some(username) = &self.settings.username {
             let password = match &self.settings.password {
                 Some(secret) => Some(secret.reveal().map_err(|reason| HttpError::Password {
