@@ -254,3 +254,65 @@ fn test_source_dry_run() {
     assert_eq!(report["counts"]["added"], 2);
     assert!(!dir.path().join("state/list.set.json").exists());
 }
+
+fn source_names(dir: &Path) -> Vec<String> {
+    let output = ioc_milter(dir, &["sources", "--json"]);
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<SourceStatus>(line).ok())
+        .map(|status| status.name)
+        .collect()
+}
+
+fn wait_names(dir: &Path, expected: &[&str]) -> bool {
+    for _ in 0..50 {
+        if source_names(dir) == expected {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn sighup_reloads_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("ioc-milter.toml");
+    let base = config_text(dir.path());
+    std::fs::write(&config_path, &base).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("run")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let _daemon = Daemon(child);
+    assert!(wait_for(&dir.path().join("state/control.sock")));
+
+    let extra = format!(
+        "{base}\n[[source]]\nname = \"extra\"\nkind = \"text\"\npath = \"{}\"\n",
+        dir.path().join("list.txt").display()
+    );
+    std::fs::write(&config_path, extra).unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGHUP);
+    }
+    assert!(wait_names(dir.path(), &["list", "extra"]));
+
+    std::fs::write(&config_path, "[[source]]\nname = \"broken\"\n").unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGHUP);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The command line cannot read the broken file, so ask the socket.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let path = dir.path().join("state/control.sock");
+    let value = runtime
+        .block_on(control::request(&path, &request("sources", None), WAIT))
+        .unwrap();
+    let statuses: Vec<SourceStatus> = serde_json::from_value(value).unwrap();
+    let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["list", "extra"]);
+}

@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> Result<()> {
     let signal_task = tokio::spawn(handle_signals(
         config.clone(),
         Arc::clone(&engine),
+        Arc::clone(&feeds),
         shutdown_sender,
     ));
 
@@ -122,9 +123,15 @@ fn rebuild_index(engine: &Engine, feeds: &FeedManager) {
     );
 }
 
-/// SIGTERM and SIGINT stop the daemon; SIGHUP re-reads the policy from the
-/// configuration file; SIGUSR1 reopens the match log for log rotation.
-async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Sender<bool>) {
+/// SIGTERM and SIGINT stop the daemon; SIGHUP re-reads the policy and the
+/// sources from the configuration file; SIGUSR1 reopens the match log for
+/// log rotation.
+async fn handle_signals(
+    config: Config,
+    engine: Arc<Engine>,
+    feeds: Arc<FeedManager>,
+    shutdown: watch::Sender<bool>,
+) {
     let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -147,7 +154,7 @@ async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Se
                 let _ = shutdown.send(true);
                 return;
             }
-            _ = hup.recv() => reload_policy(&config, &engine),
+            _ = hup.recv() => reload(&config, &engine, &feeds),
             _ = usr1.recv() => {
                 if let Some(log) = engine.match_log() {
                     match log.reopen() {
@@ -160,16 +167,26 @@ async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Se
     }
 }
 
-/// Applies the `[policy]` of a re-read configuration; a bad file keeps the
-/// running policy.
-// NOTE: only the policy is reloaded; changed sources, limits or the listen
-// address need a restart.
-fn reload_policy(config: &Config, engine: &Engine) {
+/// Applies the `[policy]` and `[[source]]` sections of a re-read
+/// configuration; a bad file keeps the running ones. Only the pollers of
+/// changed, added and removed sources restart.
+// NOTE: changes to limits, the state directory or the listen address need a
+// restart.
+fn reload(config: &Config, engine: &Engine, feeds: &Arc<FeedManager>) {
     match crate::config::load(&config.path) {
         Ok(new_config) => {
+            for warning in &new_config.warnings {
+                tracing::warn!("{warning}");
+            }
+            if let Err(error) = feeds.reload(new_config.sources) {
+                tracing::error!(
+                    "received SIGHUP, keeping the running configuration because a source cannot be set up: {error}"
+                );
+                return;
+            }
             engine.set_policy(new_config.policy);
             tracing::info!(
-                "received SIGHUP, reloaded the policy from {}; changes to sources, limits and listen need a restart",
+                "received SIGHUP, reloaded the policy and sources from {}; changes to limits and listen need a restart",
                 config.path.display()
             );
         }

@@ -127,7 +127,7 @@ impl fmt::Debug for Secret {
 }
 
 /// One `[[source]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceConfig {
     pub name: String,
     pub description: Option<String>,
@@ -153,7 +153,7 @@ pub struct SourceConfig {
 }
 
 /// The kind of a source and its kind-specific settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
     Taxii11(Taxii11Source),
     File(FileSource),
@@ -223,7 +223,7 @@ pub struct ApiKey {
 }
 
 /// How a source fetched over HTTP(S) connects and authenticates.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpSettings {
     pub username: Option<String>,
     pub password: Option<Secret>,
@@ -259,7 +259,7 @@ impl Location {
 }
 
 /// A TAXII 2.1 collection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taxii21Source {
     /// API root URL, ending in `/`.
     pub api_root: String,
@@ -271,7 +271,7 @@ pub struct Taxii21Source {
 }
 
 /// The AlienVault OTX DirectConnect API, or a saved pulse list.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtxSource {
     /// Server base URL (`https://otx.alienvault.com`) or a local JSON file.
     pub location: Location,
@@ -281,7 +281,7 @@ pub struct OtxSource {
 }
 
 /// A flat list (`text`) or a MISP feed (`misp`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListSource {
     pub location: Location,
     pub http: HttpSettings,
@@ -297,7 +297,7 @@ pub enum Column {
 }
 
 /// A CSV export and its column mapping.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvSource {
     pub list: ListSource,
     /// Column of the value.
@@ -310,7 +310,7 @@ pub struct CsvSource {
 }
 
 /// A TAXII 1.1 poll service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taxii11Source {
     pub hostname: String,
     pub port: u16,
@@ -344,7 +344,7 @@ impl Taxii11Source {
 }
 
 /// STIX 1.x documents read from a file or every `.xml` file of a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSource {
     pub path: PathBuf,
 }

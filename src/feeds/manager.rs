@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -145,6 +145,8 @@ struct SourceEntry {
     fetcher: Fetcher,
     /// Set by the configuration and by `suspend`/`resume`.
     suspended: AtomicBool,
+    /// Set when a reload replaced or removed this source; its poller stops.
+    retired: AtomicBool,
     /// Wakes the source's poller after `resume`.
     wake: tokio::sync::Notify,
     state: Mutex<EntryState>,
@@ -201,12 +203,29 @@ impl Fetched {
 /// Polls the configured sources and keeps their indicator sets.
 pub struct FeedManager {
     store: Store,
-    sources: Vec<SourceEntry>,
-    /// Called after a successful poll of the running daemon (set by `run`).
-    on_change: Mutex<Option<OnChange>>,
+    /// Replaced as a whole by [`FeedManager::reload`].
+    sources: RwLock<Vec<Arc<SourceEntry>>>,
+    /// Set by `run`, so that polls on request and reloads can rebuild the
+    /// index and start pollers.
+    runner: Mutex<Option<Runner>>,
 }
 
 type OnChange = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Clone)]
+struct Runner {
+    on_change: OnChange,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
 
 impl FeedManager {
     /// Builds the manager and one HTTP client per TAXII source. Fails when a
@@ -214,75 +233,26 @@ impl FeedManager {
     pub fn new(sources: Vec<SourceConfig>, store: Store) -> anyhow::Result<FeedManager> {
         let mut entries = Vec::with_capacity(sources.len());
         for config in sources {
-            let fetcher = match &config.kind {
-                SourceKind::Taxii11(taxii) => {
-                    let http = HttpClient::new(taxii, config.timeout, config.max_bytes)
-                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
-                    Fetcher::Taxii11 {
-                        client: Taxii11Client {
-                            http,
-                            collection: taxii.collection.clone(),
-                            https: taxii.https,
-                            max_parts: config.max_parts,
-                        },
-                        hostname: taxii.hostname.clone(),
-                    }
-                }
-                SourceKind::File(source) => Fetcher::File(source.clone()),
-                SourceKind::Taxii21(source) => {
-                    let web = WebClient::new(&source.http, config.timeout, config.max_bytes)
-                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
-                    Fetcher::Taxii21 {
-                        client: Taxii21Client { web },
-                        source: source.clone(),
-                        collection_id: tokio::sync::Mutex::new(None),
-                    }
-                }
-                kind => {
-                    let is_url = match kind {
-                        SourceKind::Otx(otx) => {
-                            matches!(otx.location, crate::config::Location::Url(_))
-                        }
-                        SourceKind::Text(list) | SourceKind::Misp(list) => {
-                            matches!(list.location, crate::config::Location::Url(_))
-                        }
-                        SourceKind::Csv(csv) => {
-                            matches!(csv.list.location, crate::config::Location::Url(_))
-                        }
-                        _ => false,
-                    };
-                    let web = match (is_url, kind.http()) {
-                        (true, Some(http)) => Some(
-                            WebClient::new(http, config.timeout, config.max_bytes)
-                                .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?,
-                        ),
-                        _ => None,
-                    };
-                    Fetcher::Web {
-                        web,
-                        kind: kind.clone(),
-                    }
-                }
-            };
-            entries.push(SourceEntry {
-                suspended: AtomicBool::new(config.suspended),
-                wake: tokio::sync::Notify::new(),
-                config,
-                fetcher,
-                state: Mutex::new(EntryState::default()),
-                poll_lock: tokio::sync::Mutex::new(()),
-            });
+            entries.push(Arc::new(build_entry(config)?));
         }
         Ok(FeedManager {
             store,
-            sources: entries,
-            on_change: Mutex::new(None),
+            sources: RwLock::new(entries),
+            runner: Mutex::new(None),
         })
     }
 
-    fn entry(&self, name: &str) -> Result<&SourceEntry, PollError> {
+    /// A snapshot of the current sources.
+    fn entries(&self) -> Vec<Arc<SourceEntry>> {
         self.sources
-            .iter()
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn entry(&self, name: &str) -> Result<Arc<SourceEntry>, PollError> {
+        self.entries()
+            .into_iter()
             .find(|entry| entry.config.name == name)
             .ok_or_else(|| PollError::UnknownSource(name.to_string()))
     }
@@ -293,7 +263,15 @@ impl FeedManager {
     pub fn load_state(&self) -> usize {
         let now = Utc::now();
         let mut total = 0;
-        for entry in &self.sources {
+        for entry in self.entries() {
+            total += self.load_entry(&entry, now);
+        }
+        total
+    }
+
+    /// Loads one source's saved set and status; returns its indicator count.
+    fn load_entry(&self, entry: &SourceEntry, now: DateTime<Utc>) -> usize {
+        {
             let name = &entry.config.name;
             let status = match self.store.load_status(name) {
                 Ok(status) => status.unwrap_or_default(),
@@ -320,19 +298,19 @@ impl FeedManager {
                 expired,
                 "loaded saved indicator set"
             );
-            total += set.indicators.len();
+            let count = set.indicators.len();
 
             let mut state = lock(&entry.state);
             state.status = status;
             state.set = set;
+            count
         }
-        total
     }
 
     /// Returns a copy of every source's current indicators.
     pub fn indicators(&self) -> Vec<Indicator> {
         let mut all = Vec::new();
-        for entry in &self.sources {
+        for entry in self.entries() {
             all.extend(lock(&entry.state).set.indicators.iter().cloned());
         }
         all
@@ -340,14 +318,18 @@ impl FeedManager {
 
     /// Returns the status of every source.
     pub fn statuses(&self) -> Vec<SourceStatus> {
-        self.sources.iter().map(status_of).collect()
+        self.entries()
+            .iter()
+            .map(|entry| status_of(entry))
+            .collect()
     }
 
     /// Polls one source now. `None` chooses full when the source has no
     /// cursor or no set yet, else delta; file sources always poll full. On
     /// failure the last good set stays in use.
     pub async fn poll(&self, name: &str, mode: Option<PollMode>) -> Result<PollReport, PollError> {
-        let entry = self.entry(name)?;
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
         let _guard = entry.poll_lock.lock().await;
         let started = Instant::now();
         let now = Utc::now();
@@ -374,7 +356,8 @@ impl FeedManager {
     /// Fetches from a source and reports the counts without changing its
     /// set, cursor or status. TAXII sources poll the last polling interval.
     pub async fn test_poll(&self, name: &str) -> Result<PollReport, PollError> {
-        let entry = self.entry(name)?;
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
         let started = Instant::now();
         let now = Utc::now();
         let fetched = match &entry.fetcher {
@@ -701,7 +684,8 @@ impl FeedManager {
     /// Suspends a source: its poller stops until [`FeedManager::resume`];
     /// its set stays in use.
     pub fn suspend(&self, name: &str) -> Result<(), PollError> {
-        let entry = self.entry(name)?;
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
         entry.suspended.store(true, Ordering::Relaxed);
         lock(&entry.state).next_poll = None;
         tracing::info!(source = %name, "source suspended");
@@ -710,7 +694,8 @@ impl FeedManager {
 
     /// Resumes a suspended source; a poll follows when it is due.
     pub fn resume(&self, name: &str) -> Result<(), PollError> {
-        let entry = self.entry(name)?;
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
         entry.suspended.store(false, Ordering::Relaxed);
         entry.wake.notify_one();
         tracing::info!(source = %name, "source resumed");
@@ -719,7 +704,10 @@ impl FeedManager {
 
     /// Names of the configured sources.
     pub fn names(&self) -> Vec<String> {
-        self.sources.iter().map(|e| e.config.name.clone()).collect()
+        self.entries()
+            .iter()
+            .map(|e| e.config.name.clone())
+            .collect()
     }
 
     /// Polls a source now and, on success, rebuilds the running daemon's
@@ -730,15 +718,103 @@ impl FeedManager {
         mode: Option<PollMode>,
     ) -> Result<PollReport, PollError> {
         let report = self.poll(name, mode).await?;
-        let callback = self
-            .on_change
+        self.notify_change();
+        Ok(report)
+    }
+
+    fn runner(&self) -> Option<Runner> {
+        self.runner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(callback) = callback {
-            callback();
+            .clone()
+    }
+
+    fn notify_change(&self) {
+        if let Some(runner) = self.runner() {
+            (runner.on_change)();
         }
-        Ok(report)
+    }
+
+    /// Applies a re-read configuration's sources: unchanged sources keep
+    /// their pollers, changed and new ones get new pollers (a changed one
+    /// keeps its saved set but polls at once, fully when its kind settings
+    /// changed), and removed ones stop and leave the index. When a client
+    /// cannot be built (an unreadable CA file, an invalid proxy) nothing
+    /// changes and the error is returned.
+    pub fn reload(self: &Arc<Self>, sources: Vec<SourceConfig>) -> anyhow::Result<ReloadSummary> {
+        let old = self.entries();
+        let mut summary = ReloadSummary::default();
+        let mut next: Vec<Arc<SourceEntry>> = Vec::with_capacity(sources.len());
+        let mut started: Vec<(Arc<SourceEntry>, bool)> = Vec::new();
+        for config in sources {
+            let previous = old.iter().find(|e| e.config.name == config.name);
+            match previous {
+                Some(entry) if entry.config == config => {
+                    summary.unchanged.push(config.name.clone());
+                    next.push(Arc::clone(entry));
+                }
+                _ => {
+                    let name = config.name.clone();
+                    let kind_changed = previous.is_some_and(|p| p.config.kind != config.kind);
+                    let entry = Arc::new(build_entry(config)?);
+                    match previous {
+                        Some(_) => summary.changed.push(name),
+                        None => summary.added.push(name),
+                    }
+                    started.push((Arc::clone(&entry), kind_changed || previous.is_none()));
+                    next.push(entry);
+                }
+            }
+        }
+        for entry in &old {
+            let kept = next.iter().any(|e| Arc::ptr_eq(e, entry));
+            if !kept {
+                entry.retired.store(true, Ordering::Relaxed);
+                entry.wake.notify_one();
+                if !next.iter().any(|e| e.config.name == entry.config.name) {
+                    summary.removed.push(entry.config.name.clone());
+                }
+            }
+        }
+
+        let now = Utc::now();
+        for (entry, full) in &started {
+            self.load_entry(entry, now);
+            if *full {
+                // Another server, collection or list: the old cursor and
+                // validators do not apply, so the next poll is full.
+                let mut state = lock(&entry.state);
+                state.set.cursor = None;
+                state.set.etag = None;
+                state.set.last_modified = None;
+                state.set.content_hash = None;
+            }
+        }
+        *self
+            .sources
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+
+        if let Some(runner) = self.runner() {
+            for (entry, _) in started {
+                let manager = Arc::clone(self);
+                let runner = runner.clone();
+                tokio::spawn(async move {
+                    manager
+                        .run_source(entry, true, runner.on_change, runner.shutdown)
+                        .await
+                });
+            }
+            (runner.on_change)();
+        }
+        tracing::info!(
+            added = ?summary.added,
+            changed = ?summary.changed,
+            removed = ?summary.removed,
+            unchanged = summary.unchanged.len(),
+            "sources reloaded"
+        );
+        Ok(summary)
     }
 
     /// Runs the schedule: one task per source that is not suspended. The
@@ -752,44 +828,44 @@ impl FeedManager {
         shutdown: watch::Receiver<bool>,
     ) {
         *self
-            .on_change
+            .runner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&on_change));
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Runner {
+            on_change: Arc::clone(&on_change),
+            shutdown: shutdown.clone(),
+        });
         let mut tasks = tokio::task::JoinSet::new();
-        for index in 0..self.sources.len() {
-            let Some(entry) = self.sources.get(index) else {
-                continue;
-            };
+        for entry in self.entries() {
             if entry.suspended.load(Ordering::Relaxed) {
                 tracing::info!(source = %entry.config.name, "source is suspended; not polling until resumed");
             }
             let manager = Arc::clone(&self);
             let on_change = Arc::clone(&on_change);
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { manager.run_source(index, on_change, shutdown).await });
+            tasks.spawn(async move { manager.run_source(entry, false, on_change, shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
     }
 
     async fn run_source(
         &self,
-        index: usize,
+        entry: Arc<SourceEntry>,
+        immediate: bool,
         on_change: Arc<dyn Fn() + Send + Sync>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let Some(entry) = self.sources.get(index) else {
-            return;
-        };
         let name = entry.config.name.clone();
         let interval = entry.config.polling_interval;
-        let mut delay = {
+        let mut delay = if immediate {
+            Duration::ZERO
+        } else {
             let state = lock(&entry.state);
             first_delay(&state.set, interval, Utc::now())
         };
         let mut failures: u32 = 0;
 
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || entry.retired.load(Ordering::Relaxed) {
                 return;
             }
             if entry.suspended.load(Ordering::Relaxed) {
@@ -820,7 +896,7 @@ impl FeedManager {
                 }
             }
             lock(&entry.state).next_poll = None;
-            if entry.suspended.load(Ordering::Relaxed) {
+            if entry.suspended.load(Ordering::Relaxed) || entry.retired.load(Ordering::Relaxed) {
                 continue;
             }
 
@@ -951,6 +1027,71 @@ fn merge(
         set.content_hash = fetched.content_hash;
     }
     (set, counts)
+}
+
+/// Builds a source's entry and its HTTP client. Fails when the client
+/// cannot be built (an unreadable CA file or client certificate, an
+/// invalid proxy).
+fn build_entry(config: SourceConfig) -> anyhow::Result<SourceEntry> {
+    let fetcher = match &config.kind {
+        SourceKind::Taxii11(taxii) => {
+            let http = HttpClient::new(taxii, config.timeout, config.max_bytes)
+                .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
+            Fetcher::Taxii11 {
+                client: Taxii11Client {
+                    http,
+                    collection: taxii.collection.clone(),
+                    https: taxii.https,
+                    max_parts: config.max_parts,
+                },
+                hostname: taxii.hostname.clone(),
+            }
+        }
+        SourceKind::File(source) => Fetcher::File(source.clone()),
+        SourceKind::Taxii21(source) => {
+            let web = WebClient::new(&source.http, config.timeout, config.max_bytes)
+                .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
+            Fetcher::Taxii21 {
+                client: Taxii21Client { web },
+                source: source.clone(),
+                collection_id: tokio::sync::Mutex::new(None),
+            }
+        }
+        kind => {
+            let is_url = match kind {
+                SourceKind::Otx(otx) => {
+                    matches!(otx.location, crate::config::Location::Url(_))
+                }
+                SourceKind::Text(list) | SourceKind::Misp(list) => {
+                    matches!(list.location, crate::config::Location::Url(_))
+                }
+                SourceKind::Csv(csv) => {
+                    matches!(csv.list.location, crate::config::Location::Url(_))
+                }
+                _ => false,
+            };
+            let web = match (is_url, kind.http()) {
+                (true, Some(http)) => Some(
+                    WebClient::new(http, config.timeout, config.max_bytes)
+                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?,
+                ),
+                _ => None,
+            };
+            Fetcher::Web {
+                web,
+                kind: kind.clone(),
+            }
+        }
+    };
+    Ok(SourceEntry {
+        suspended: AtomicBool::new(config.suspended),
+        retired: AtomicBool::new(false),
+        wake: tokio::sync::Notify::new(),
+        config,
+        fetcher,
+        state: Mutex::new(EntryState::default()),
+        poll_lock: tokio::sync::Mutex::new(()),
+    })
 }
 
 fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
