@@ -197,6 +197,25 @@ async fn handle(server: Arc<Server>, mut stream: TcpStream, port: u16) {
         respond(&mut stream, 200, &[], body.to_string().as_bytes()).await;
         return;
     }
+    if path.starts_with("/taxii-loop/api1/collections/") {
+        let body = serde_json::json!({
+            "more": true,
+            "next": "same-cursor",
+            "objects": [{
+                "type": "indicator", "spec_version": "2.1",
+                "id": "indicator--6f1e2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+                "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+                "pattern": "[ipv4-addr:value = '192.0.2.99']", "pattern_type": "stix",
+                "valid_from": "2026-01-01T00:00:00.000Z"
+            }],
+        });
+        respond(&mut stream, 200, &[], body.to_string().as_bytes()).await;
+        return;
+    }
+    if path.starts_with("/taxii-503/") {
+        respond(&mut stream, 503, &[], b"{\"title\": \"busy\"}").await;
+        return;
+    }
     if path == "/switch/list.txt" {
         let mode = *server.switch.lock().unwrap();
         match mode {
@@ -405,7 +424,10 @@ async fn fault_truncated() {
     let Some(error) = fault(Switch::Truncated, 4096).await else {
         return;
     };
-    assert!(error.contains("failed"), "{error}");
+    assert!(
+        error.contains("end of file before message length reached"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -562,4 +584,32 @@ fn corpus_parser_counts() {
     );
     assert_eq!(otx, (94, 0, 1));
     assert_eq!(stix, (1699, 3, 880));
+}
+
+fn taxii21_source(port: u16, prefix: &str) -> String {
+    format!(
+        "[[source]]\nname = \"t\"\nkind = \"taxii21\"\nurl = \"http://127.0.0.1:{port}/{prefix}/api1/\"\ncollection = \"0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\"\nretries = 0\n"
+    )
+}
+
+#[tokio::test]
+async fn taxii21_repeated_page() {
+    let Some(corpus) = corpus() else { return };
+    let (port, _server) = start_server(corpus).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = manager(dir.path(), &taxii21_source(port, "taxii-loop"));
+    let error = feeds.poll("t", None).await.unwrap_err().to_string();
+    assert!(error.contains("page 2"), "{error}");
+    assert!(error.contains("repeats the previous page"), "{error}");
+    assert_eq!(feeds.indicators().len(), 0);
+}
+
+#[tokio::test]
+async fn taxii21_server_error() {
+    let Some(corpus) = corpus() else { return };
+    let (port, _server) = start_server(corpus).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = manager(dir.path(), &taxii21_source(port, "taxii-503"));
+    let error = feeds.poll("t", None).await.unwrap_err().to_string();
+    assert!(error.contains("answered HTTP 503"), "{error}");
 }

@@ -115,9 +115,16 @@ impl WebClient {
             builder = builder.no_proxy();
         }
 
-        let client = builder
-            .build()
-            .map_err(|e| HttpError::Client(e.to_string()))?;
+        let client = builder.build().map_err(|e| {
+            let mut reason = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(inner) = cause {
+                reason.push_str(": ");
+                reason.push_str(&inner.to_string());
+                cause = inner.source();
+            }
+            HttpError::Client(reason)
+        })?;
         Ok(WebClient {
             client,
             settings: settings.clone(),
