@@ -46,7 +46,7 @@ pub enum Command {
     /// Poll sources now and print the counts; the result is saved in the
     /// state directory, where a restarted daemon finds it.
     Poll(PollArgs),
-    /// Show each source's state: from the running daemon when it answers
+    /// Show each source's state: from the running daemon when it responds
     /// on its control socket, else from the state directory.
     Sources(JsonArg),
     /// List a TAXII server's API roots and collections (TAXII 2.1) or

@@ -26,10 +26,10 @@ use crate::feeds::PollMode;
 /// File name of the socket in the state directory.
 pub const SOCKET_NAME: &str = "control.sock";
 
-/// Longest request line accepted.
+/// Maximum length of a request line, in bytes.
 const MAX_REQUEST: usize = 4096;
 
-/// Time a client waits for `poll` and `test`; other commands answer at once.
+/// Time a client waits for `poll` and `test`. Other commands respond at once.
 pub const POLL_WAIT: Duration = Duration::from_secs(3600);
 
 /// One request.
@@ -45,19 +45,19 @@ pub struct Request {
 /// An error talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    /// No daemon listens (no socket, or nobody accepts).
-    #[error("no running daemon answers on {path}: {reason}")]
+    /// No daemon listens: the socket is missing or no process accepts on it.
+    #[error("no running daemon responds on {path}: {reason}")]
     NotRunning { path: PathBuf, reason: String },
     #[error("the daemon did not answer on {path} within {wait:?}")]
     Timeout { path: PathBuf, wait: Duration },
     #[error("invalid answer from the daemon on {path}: {reason}")]
     Protocol { path: PathBuf, reason: String },
-    /// The daemon answered with an error.
+    /// The daemon responded with an error.
     #[error("{0}")]
     Refused(String),
 }
 
-/// The socket path for a state directory.
+/// Returns the socket path for a state directory.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
@@ -65,7 +65,7 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 /// Binds the socket (replacing a stale one) with mode 0600.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if path.exists() {
-        // A socket nobody accepts on is left over from a crash.
+        // A socket that no process accepts on is left over from a crash.
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => {
                 return Err(std::io::Error::new(

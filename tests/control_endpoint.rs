@@ -181,7 +181,7 @@ fn ioc_milter(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The daemon's socket appears once it has started.
+/// Waits until the daemon's socket exists, at most 10 s.
 fn wait_for(path: &Path) -> bool {
     for _ in 0..100 {
         if path.exists() {
@@ -242,7 +242,7 @@ fn suspend_needs_daemon() {
     std::fs::write(dir.path().join("ioc-milter.toml"), config_text(dir.path())).unwrap();
     let output = ioc_milter(dir.path(), &["suspend", "list"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no running daemon answers"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no running daemon responds"));
 }
 
 #[test]

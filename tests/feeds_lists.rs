@@ -26,7 +26,7 @@ fn corpus() -> Option<PathBuf> {
     }
 }
 
-/// What `/switch/list.txt` answers: good content, then a fault.
+/// The response of `/switch/list.txt`: good content, then a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Switch {
     Good,
@@ -83,7 +83,7 @@ async fn respond(stream: &mut TcpStream, status: u16, headers: &[(&str, String)]
     let _ = stream.shutdown().await;
 }
 
-/// Serves a file with validators; answers 304 when they match.
+/// Serves a file with validators, or HTTP 304 when they match.
 async fn serve_file(stream: &mut TcpStream, head: &str, body: Vec<u8>) {
     let etag = format!("\"{}\"", hex::encode(Sha256::digest(&body)));
     if header(head, "If-None-Match") == Some(etag.as_str()) {

@@ -147,7 +147,8 @@ fn manager(dir: &Path, port: u16, with_client_cert: bool) -> FeedManager {
     FeedManager::new(config.sources, Store::open(dir.join("state")).unwrap()).unwrap()
 }
 
-/// The server, or `None` (with a printed line) when the tools are missing.
+/// Starts the server, or returns `None` (with a printed line) when the
+/// tools are missing.
 fn setup(dir: &Path) -> Option<(Server, u16)> {
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/list.txt"), "192.0.2.80\nisac-bad.example\n").unwrap();

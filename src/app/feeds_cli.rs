@@ -1,6 +1,6 @@
 //! Source operations: `discover`, `test-source`, `suspend`, `resume`, and
 //! `poll` and `sources` through the running daemon's control endpoint
-//! (falling back to the state directory when no daemon answers).
+//! (falling back to the state directory when no daemon responds).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use crate::feeds::discover::{self, Discovery};
 use crate::feeds::manager::{PollReport, SourceStatus};
 use crate::feeds::web::WebClient;
 
-/// Time the daemon gets to answer `sources`, `suspend` and `resume`.
+/// Time the daemon gets to respond to `sources`, `suspend` and `resume`.
 const QUICK_WAIT: Duration = Duration::from_secs(10);
 
 fn check_source(config: &Config, name: &str) -> Result<()> {
@@ -35,7 +35,8 @@ fn check_source(config: &Config, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sends a request to the daemon; `Ok(None)` when no daemon answers.
+/// Sends a request to the daemon and returns `Ok(None)` when no daemon
+/// responds.
 async fn ask(
     config: &Config,
     request: Request,
@@ -207,8 +208,8 @@ pub async fn test_source(config: &Config, args: SourceArg) -> Result<ExitCode> {
     }
 }
 
-/// `suspend` and `resume`: only the running daemon holds this state; the
-/// configuration key `suspended` makes it permanent.
+/// Runs `suspend` and `resume`. Only the running daemon keeps this state,
+/// so the configuration key `suspended` is the permanent form.
 pub async fn suspend(config: &Config, args: SourceArg, suspend: bool) -> Result<ExitCode> {
     check_source(config, &args.source)?;
     let command = if suspend { "suspend" } else { "resume" };
@@ -227,7 +228,7 @@ pub async fn suspend(config: &Config, args: SourceArg, suspend: bool) -> Result<
             Ok(ExitCode::SUCCESS)
         }
         None => bail!(
-            "no running daemon answers on {}; start `ioc-milter run`, or set suspended = {} for source {} in {} to make it permanent",
+            "no running daemon responds on {}; start `ioc-milter run`, or set suspended = {} for source {} in {} to make it permanent",
             control::socket_path(&config.state.directory).display(),
             suspend,
             args.source,

@@ -177,7 +177,7 @@ impl SourceKind {
         }
     }
 
-    /// The host (or local path) and collection that `sources` shows.
+    /// Returns the host (or local path) and collection that `sources` shows.
     pub fn target(&self) -> (String, Option<String>) {
         match self {
             SourceKind::Taxii11(taxii) => (taxii.hostname.clone(), Some(taxii.collection.clone())),
@@ -191,7 +191,7 @@ impl SourceKind {
         }
     }
 
-    /// The HTTP settings of a kind fetched over HTTP.
+    /// Returns the HTTP settings of a kind fetched over HTTP.
     pub fn http(&self) -> Option<&HttpSettings> {
         match self {
             SourceKind::Taxii11(_) | SourceKind::File(_) => None,
@@ -222,7 +222,7 @@ pub struct ApiKey {
     pub secret: Secret,
 }
 
-/// How a source fetched over HTTP(S) connects and authenticates.
+/// Connection and authentication settings of a source fetched over HTTP(S).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpSettings {
     pub username: Option<String>,
@@ -242,7 +242,7 @@ pub struct HttpSettings {
     pub retry_delay: Duration,
 }
 
-/// Where a list feed comes from.
+/// Location of a list feed: a URL or a local path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Url(String),
@@ -276,7 +276,7 @@ pub struct OtxSource {
     /// Server base URL (`https://otx.alienvault.com`) or a local JSON file.
     pub location: Location,
     pub http: HttpSettings,
-    /// `limit` of one page; halved when the server answers 504.
+    /// `limit` of one page, halved while the server returns HTTP 504.
     pub page_size: u32,
 }
 

@@ -612,7 +612,7 @@ impl Validator {
         })
     }
 
-    /// One secret from `<prefix>`, `<prefix>_file` or `<prefix>_env`.
+    /// Reads one secret from `<prefix>`, `<prefix>_file` or `<prefix>_env`.
     fn secret(
         &mut self,
         name: &str,
@@ -661,7 +661,7 @@ impl Validator {
         Ok(env.map(|name| Secret::Env(name.clone())))
     }
 
-    /// Credentials, TLS and proxy settings shared by the HTTP kinds.
+    /// Validates the credential, TLS and proxy keys shared by the HTTP kinds.
     fn http_settings(
         &mut self,
         name: &str,
@@ -757,7 +757,7 @@ impl Validator {
         Ok(text.to_string())
     }
 
-    /// `url` or `path`, exactly one.
+    /// Validates `url` or `path`, of which exactly one must be set.
     fn location(&self, name: &str, raw: &RawSource, kind: &str) -> Result<Location, ConfigError> {
         match (&raw.url, &raw.path) {
             (Some(url), None) => Ok(Location::Url(self.http_url(name, "url", url)?)),

@@ -44,7 +44,7 @@ pub struct Taxii11Collection {
     pub polling: Vec<String>,
 }
 
-/// What a server offers.
+/// The services and collections a server offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "version")]
 pub enum Discovery {
@@ -54,7 +54,7 @@ pub enum Discovery {
     Taxii11 {
         services: Vec<Service>,
         collections: Vec<Taxii11Collection>,
-        /// Why a collection service could not be listed.
+        /// Errors of collection services that could not be listed.
         errors: Vec<String>,
     },
 }

@@ -41,7 +41,7 @@ pub enum FetchError {
     OtherHost { next: String, base: String },
 }
 
-/// What one fetch produced.
+/// The result of one fetch.
 #[derive(Debug, Default)]
 pub struct Fetch {
     pub outcome: ParseOutcome,
@@ -375,8 +375,8 @@ fn with_limit(url: &str, limit: u32) -> String {
     parsed.to_string()
 }
 
-/// `otx`: the subscribed pulses modified since `since`, page by page. A
-/// 504 answer halves the page size and asks again.
+/// Fetches the subscribed OTX pulses modified since `since`, page by page.
+/// An HTTP 504 response halves the page size and repeats the request.
 pub async fn otx(
     web: Option<&WebClient>,
     config: &SourceConfig,
@@ -440,7 +440,7 @@ pub async fn otx(
         let response = match web.get(&request_url, &options).await {
             Err(HttpError::Status { status: 504, .. }) if limit > 1 => {
                 limit = (limit / 2).max(1);
-                tracing::warn!(source = %config.name, limit, "OTX answered 504; asking again with a smaller page");
+                tracing::warn!(source = %config.name, limit, "OTX returned HTTP 504; requesting the page again with a smaller limit");
                 next_url = Some(url);
                 continue;
             }

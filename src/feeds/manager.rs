@@ -218,7 +218,7 @@ struct Runner {
     shutdown: watch::Receiver<bool>,
 }
 
-/// What a reload changed.
+/// The sources a reload added, changed, removed and kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReloadSummary {
     pub added: Vec<String>,
@@ -242,7 +242,7 @@ impl FeedManager {
         })
     }
 
-    /// A snapshot of the current sources.
+    /// Returns a snapshot of the current sources.
     fn entries(&self) -> Vec<Arc<SourceEntry>> {
         self.sources
             .read()
@@ -735,12 +735,12 @@ impl FeedManager {
         }
     }
 
-    /// Applies a re-read configuration's sources: unchanged sources keep
-    /// their pollers, changed and new ones get new pollers (a changed one
-    /// keeps its saved set but polls at once, fully when its kind settings
-    /// changed), and removed ones stop and leave the index. When a client
-    /// cannot be built (an unreadable CA file, an invalid proxy) nothing
-    /// changes and the error is returned.
+    /// Applies the sources of a re-read configuration. Unchanged sources
+    /// keep their pollers. Changed and new ones get new pollers that poll at
+    /// once, and a changed one keeps its saved set (the poll is full when
+    /// its kind settings changed). Removed ones stop and leave the index.
+    /// When a client cannot be built (an unreadable CA file, an invalid
+    /// proxy), nothing changes and the error is returned.
     pub fn reload(self: &Arc<Self>, sources: Vec<SourceConfig>) -> anyhow::Result<ReloadSummary> {
         let old = self.entries();
         let mut summary = ReloadSummary::default();

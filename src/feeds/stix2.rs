@@ -56,7 +56,7 @@ impl StixObjects {
     }
 }
 
-/// The newest version of each object id, in first-seen order.
+/// Returns the newest version of each object id, in first-seen order.
 pub fn newest_versions(objects: Vec<StixObject>) -> Vec<StixObject> {
     let mut position: std::collections::HashMap<String, usize> = Default::default();
     let mut newest: Vec<StixObject> = Vec::new();
@@ -423,7 +423,7 @@ pub fn parse_pattern(pattern: &str) -> Pattern {
     Pattern::Values(terms)
 }
 
-/// The type of an object path, when the milter matches on it.
+/// Returns the type of an object path when the milter matches on it.
 fn path_type(path: &str) -> Option<IndicatorType> {
     let lower = path.to_ascii_lowercase();
     match lower.as_str() {

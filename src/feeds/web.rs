@@ -32,7 +32,7 @@ pub struct WebResponse {
 }
 
 impl WebResponse {
-    /// A response header as text.
+    /// Returns a response header as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
