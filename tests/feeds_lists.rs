@@ -127,6 +127,11 @@ async fn handle(server: Arc<Server>, mut stream: TcpStream, port: u16) {
         header(&head, "If-Modified-Since").unwrap_or("-"),
         header(&head, "X-OTX-API-KEY").unwrap_or("-")
     ));
+    // A forward proxy receives the absolute form `http://host/path`.
+    let target = match target.strip_prefix("http://feed.invalid") {
+        Some(rest) => rest.to_string(),
+        None => target,
+    };
     let path = target.split('?').next().unwrap_or("/").to_string();
 
     if let Some(file) = path.strip_prefix("/corpus/") {
@@ -612,4 +617,45 @@ async fn taxii21_server_error() {
     let feeds = manager(dir.path(), &taxii21_source(port, "taxii-503"));
     let error = feeds.poll("t", None).await.unwrap_err().to_string();
     assert!(error.contains("answered HTTP 503"), "{error}");
+}
+
+#[tokio::test]
+async fn proxy_forwards() {
+    let Some(corpus) = corpus() else { return };
+    let (port, server) = start_server(corpus).await;
+    let dir = tempfile::tempdir().unwrap();
+    // feed.invalid never resolves; only the proxy on 127.0.0.1 is contacted.
+    let feeds = manager(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"p\"\nkind = \"text\"\nurl = \"http://feed.invalid/switch/list.txt\"\nproxy = \"http://127.0.0.1:{port}\"\nretries = 0\n"
+        ),
+    );
+    let report = feeds.poll("p", None).await.unwrap();
+    assert_eq!(report.counts.added, 2);
+    let log = server.log.lock().unwrap().clone();
+    assert!(log
+        .first()
+        .is_some_and(|l| l.starts_with("http://feed.invalid/switch/list.txt")));
+}
+
+#[tokio::test]
+async fn full_poll_skips_validators() {
+    let Some(corpus) = corpus() else { return };
+    let (port, server) = start_server(corpus).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = manager(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"l\"\nkind = \"text\"\nurl = \"http://127.0.0.1:{port}/switch/list.txt\"\nretries = 0\n"
+        ),
+    );
+    feeds.poll("l", None).await.unwrap();
+    let report = feeds
+        .poll("l", Some(ioc_milter::feeds::PollMode::Full))
+        .await
+        .unwrap();
+    assert_eq!(report.counts.unchanged, 2);
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.get(1).is_some_and(|l| l.contains("inm=- ims=-")));
 }

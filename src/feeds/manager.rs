@@ -334,6 +334,8 @@ impl FeedManager {
         let started = Instant::now();
         let now = Utc::now();
 
+        // A full poll on request reloads a list even when it did not change.
+        let reload = mode == Some(PollMode::Full);
         let mode = {
             let mut state = lock(&entry.state);
             state.polling = true;
@@ -341,7 +343,7 @@ impl FeedManager {
             choose_mode(entry, &state.set, mode)
         };
 
-        let fetched = self.fetch(entry, mode, now, false).await;
+        let fetched = self.fetch(entry, mode, now, reload).await;
         let result = match fetched {
             Ok(fetched) => Ok(self.apply(entry, mode, fetched, now, started)),
             Err(error) => {
@@ -406,7 +408,7 @@ impl FeedManager {
         entry: &SourceEntry,
         mode: PollMode,
         now: DateTime<Utc>,
-        dry_run: bool,
+        ignore_previous: bool,
     ) -> Result<Fetched, PollError> {
         let config = &entry.config;
         let fetch_error = |error: FetchError| PollError::Fetch {
@@ -459,8 +461,7 @@ impl FeedManager {
                             last_modified: state.set.last_modified.clone(),
                         },
                         content_hash: state.set.content_hash.clone(),
-                        // A full poll on request reloads even unchanged content.
-                        ignore: dry_run || state.set.indicators.is_empty(),
+                        ignore: ignore_previous || state.set.indicators.is_empty(),
                     }
                 };
                 let (host, _) = kind.target();
