@@ -199,6 +199,13 @@ impl Engine {
         evaluation: &Evaluation,
         stage: &str,
     ) {
+        metrics().message_judged(
+            evaluation.decision.applied,
+            evaluation
+                .matches
+                .iter()
+                .map(|found| (found.observable.kind, found.indicator.source.clone())),
+        );
         if evaluation.matches.is_empty() {
             return;
         }
