@@ -5,6 +5,7 @@ mod check;
 mod daemon;
 mod demo;
 mod matches;
+mod quarantine;
 mod sources;
 
 use std::io::IsTerminal;
@@ -52,6 +53,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
         Command::Lookup(args) => check::lookup(&config, args),
         Command::Check(args) => Ok(check::check_files(&config, args)),
         Command::Matches(args) => matches::run(&config, args),
+        Command::Quarantine(args) => quarantine::run(&config, args),
         Command::Demo(_) => {
             unreachable!("the demo command is dispatched before the configuration is read")
         }
