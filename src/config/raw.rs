@@ -11,6 +11,7 @@ pub struct RawConfig {
     pub match_log: Option<RawMatchLog>,
     pub policy: Option<RawPolicy>,
     pub limits: Option<RawLimits>,
+    pub extract: Option<RawExtract>,
     #[serde(default)]
     pub source: Vec<RawSource>,
 }
@@ -60,6 +61,17 @@ pub struct RawLimits {
     pub max_parts: Option<u64>,
     pub max_urls: Option<u64>,
     pub max_nesting: Option<u64>,
+    pub max_archive_members: Option<u64>,
+    pub max_archive_member_bytes: Option<u64>,
+    pub max_archive_bytes: Option<u64>,
+    pub max_archive_depth: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    pub trusted_received_hops: Option<u64>,
+    pub trusted_networks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

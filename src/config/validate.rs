@@ -116,7 +116,8 @@ impl Validator {
             ),
         };
         let mut policy = self.policy(raw.policy.unwrap_or_default())?;
-        let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let mut limits = self.limits(raw.limits.unwrap_or_default())?;
+        self.extract(raw.extract.unwrap_or_default(), &mut limits)?;
 
         let mut sources = Vec::new();
         let mut names = HashSet::new();
@@ -312,7 +313,64 @@ impl Validator {
                 0,
                 100,
             )?,
+            max_archive_members: self.count(
+                "limits.max_archive_members",
+                raw.max_archive_members,
+                default.max_archive_members,
+                0,
+                100_000,
+            )?,
+            max_archive_member_bytes: self.count(
+                "limits.max_archive_member_bytes",
+                raw.max_archive_member_bytes,
+                default.max_archive_member_bytes,
+                0,
+                1024 * 1024 * 1024,
+            )?,
+            max_archive_bytes: self.count(
+                "limits.max_archive_bytes",
+                raw.max_archive_bytes,
+                default.max_archive_bytes,
+                0,
+                4 * 1024 * 1024 * 1024,
+            )?,
+            max_archive_depth: self.count(
+                "limits.max_archive_depth",
+                raw.max_archive_depth,
+                default.max_archive_depth,
+                0,
+                10,
+            )?,
+            ..default
         })
+    }
+
+    /// Reads the `[extract]` trust settings for `Received` headers into
+    /// `limits`.
+    fn extract(&self, raw: super::raw::RawExtract, limits: &mut Limits) -> Result<(), ConfigError> {
+        limits.trusted_received_hops = self.count(
+            "extract.trusted_received_hops",
+            raw.trusted_received_hops,
+            limits.trusted_received_hops,
+            0,
+            50,
+        )?;
+        let mut networks = Vec::new();
+        for text in raw.trusted_networks.unwrap_or_default() {
+            match crate::index::normalize::ip_or_network(&text) {
+                Ok(net) => networks.push(net),
+                Err(_) => {
+                    return Err(self.error(
+                        "extract.trusted_networks",
+                        format!(
+                            "invalid network {text:?}; write an address or a CIDR network such as 192.0.2.0/24"
+                        ),
+                    ))
+                }
+            }
+        }
+        limits.trusted_networks = networks;
+        Ok(())
     }
 
     fn count(
