@@ -118,6 +118,7 @@ impl Validator {
         let mut policy = self.policy(raw.policy.unwrap_or_default())?;
         let mut limits = self.limits(raw.limits.unwrap_or_default())?;
         self.extract(raw.extract.unwrap_or_default(), &mut limits)?;
+        let index = self.allowlist(raw.allowlist.unwrap_or_default())?;
 
         let mut sources = Vec::new();
         let mut names = HashSet::new();
@@ -145,6 +146,7 @@ impl Validator {
             match_log,
             policy,
             limits,
+            index,
             sources,
             warnings: self.warnings,
         })
@@ -342,6 +344,42 @@ impl Validator {
                 10,
             )?,
             ..default
+        })
+    }
+
+    /// Reads the `[allowlist]` section into index build options.
+    fn allowlist(
+        &self,
+        raw: super::raw::RawAllowlist,
+    ) -> Result<crate::index::BuildOptions, ConfigError> {
+        use crate::index::{Allowlist, BuildOptions, IndicatorType};
+
+        let mut allowlist = if raw.bundled.unwrap_or(true) {
+            Allowlist::bundled()
+        } else {
+            Allowlist::empty()
+        };
+        if raw.documentation.unwrap_or(false) {
+            allowlist.add_documentation();
+        }
+        let lists = [
+            ("allowlist.domains", IndicatorType::Domain, raw.domains),
+            ("allowlist.networks", IndicatorType::Ip, raw.networks),
+            ("allowlist.urls", IndicatorType::Url, raw.urls),
+            ("allowlist.hashes", IndicatorType::Hash, raw.hashes),
+            ("allowlist.emails", IndicatorType::Email, raw.emails),
+        ];
+        for (key, kind, entries) in lists {
+            for text in entries.unwrap_or_default() {
+                if let Err(error) = allowlist.add(kind, &text) {
+                    return Err(self.error(key, format!("{error}; fix or remove this entry")));
+                }
+            }
+        }
+        Ok(BuildOptions {
+            allowlist,
+            suppress_public_suffixes: raw.suppress_public_suffixes.unwrap_or(true),
+            ..BuildOptions::default()
         })
     }
 
