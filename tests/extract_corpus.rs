@@ -145,6 +145,8 @@ fn phish_pdf_attachment_exact() {
             "body-part:1",
         ),
         ("domain", "drive.google.com", "url-host:body-part:1"),
+        // Hop 1 came from ::1, a local hop, so hop 2 is trusted too.
+        ("ip", "2603:10a6:20b:330::30", "received:2"),
         ("hash", "91e6bf72832e3e5af4e2b090be1f314e", pdf),
         ("hash", "ee243a15ec300b97838d23f4f8c54fc5c700d50c", pdf),
         (
@@ -188,6 +190,7 @@ fn phish_inline_image_exact() {
         ),
         ("url", "https://joulink.com/", "body-part:1"),
         ("domain", "joulink.com", "url-host:body-part:1"),
+        ("ip", "2603:10b6:208:34d::9", "received:1"),
         ("hash", "8685f6ebad5e00e6989de37903ac5910", jpeg),
         ("hash", "e24e7896e6e2890a9ddc6a0b110e5fdf74e7bfbb", jpeg),
         (

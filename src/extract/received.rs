@@ -6,7 +6,8 @@
 //! header above it. The client IP of every trusted header is extracted, so
 //! with one trusted hop the first header gives the host that delivered to
 //! it, and headers below it, which the sender could have forged, are not
-//! read. Addresses in `trusted_networks` are not reported.
+//! read. Addresses in `trusted_networks` and loopback addresses are
+//! trusted hosts, and are not reported.
 //!
 //! Only the `from` clause is read, and only an address literal in brackets
 //! (`[192.0.2.1]`, `[IPv6:2001:db8::1]`) or a whole parenthesized comment
@@ -27,7 +28,10 @@ pub(crate) fn trusted_client_ips<'a>(
     trusted_networks: &[IpNet],
 ) -> Vec<(usize, IpAddr)> {
     let mut found = Vec::new();
-    let is_trusted_host = |addr: &IpAddr| trusted_networks.iter().any(|net| net.contains(addr));
+    // A loopback client is a local hop (a content filter handing mail back
+    // to the MTA), trusted like a configured network.
+    let is_trusted_host =
+        |addr: &IpAddr| addr.is_loopback() || trusted_networks.iter().any(|net| net.contains(addr));
     let mut previous_client_trusted = false;
     for (index, header) in headers.into_iter().enumerate() {
         let hop = index + 1;

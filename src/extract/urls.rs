@@ -14,9 +14,10 @@
 //!   more conservatively, in plain text when the line is at least
 //!   [`MIN_WRAPPED_LINE`] characters long and the next line starts with a
 //!   token that reads as the rest of a URL.
-//! - Text that looks quoted-printable without being declared so (soft line
-//!   breaks and `=3D`) is also scanned after quoted-printable decoding, so
-//!   `href=3D"..."` and URLs broken by `=` line ends are found.
+//! - Text that looks quoted-printable without being declared so (`=3D`
+//!   with soft line breaks or in `href=3D`) is scanned after
+//!   quoted-printable decoding in place of the text as written, so
+//!   `href=3D"..."` and URLs broken by `=` line ends are found whole.
 
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
@@ -81,14 +82,12 @@ static URL_ATTRIBUTES: LazyLock<AhoCorasick> = LazyLock::new(|| {
 
 /// Calls `emit` with every bare URL candidate in `text`, in order, then with
 /// every defanged name, until it returns `ControlFlow::Break`. Text that looks
-/// quoted-printable is scanned again after decoding.
+/// quoted-printable is decoded first.
 pub(crate) fn find_in_text(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) {
-    if scan_text(text, emit).is_break() {
-        return;
-    }
-    if let Some(decoded) = undeclared_quoted_printable(text) {
-        let _ = scan_text(&decoded, emit);
-    }
+    let _ = match undeclared_quoted_printable(text) {
+        Some(decoded) => scan_text(&decoded, emit),
+        None => scan_text(text, emit),
+    };
 }
 
 fn scan_text(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
@@ -302,12 +301,10 @@ pub(crate) fn decode_quoted_printable(text: &str) -> String {
 /// Calls `emit` with every URL in an `href` or `src` attribute of `html`,
 /// then with every bare URL in its text after HTML entities are resolved.
 pub(crate) fn find_in_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) {
-    if scan_html(html, emit).is_break() {
-        return;
-    }
-    if let Some(decoded) = undeclared_quoted_printable(html) {
-        let _ = scan_html(&decoded, emit);
-    }
+    let _ = match undeclared_quoted_printable(html) {
+        Some(decoded) => scan_html(&decoded, emit),
+        None => scan_html(html, emit),
+    };
 }
 
 fn scan_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
