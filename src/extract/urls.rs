@@ -13,7 +13,8 @@
 //!   (`<http://a.example/very\n  /long>`, as RFC 3986 appendix C allows) and,
 //!   more conservatively, in plain text when the line is at least
 //!   [`MIN_WRAPPED_LINE`] characters long and the next line starts with a
-//!   token that reads as the rest of a URL.
+//!   token that reads as the rest of a URL: it contains `/`, `?`, `=`, `&`
+//!   or `%`, does not start another URL, and is followed by white space.
 //! - Text that looks quoted-printable without being declared so (`=3D`
 //!   with soft line breaks or in `href=3D`) is scanned after
 //!   quoted-printable decoding in place of the text as written, so
@@ -181,9 +182,13 @@ fn continued_line_end(text: &str, start: usize, end: usize) -> Option<usize> {
         return None;
     }
     let url = text.get(start..end)?;
-    let ends_open = url.ends_with(['/', '?', '=', '&', '-', '_', '%', '.']);
+    // The token must look like the rest of a URL (a path, a query), never a
+    // word or the start of another URL.
     let token_is_url_part = token.contains(['/', '?', '=', '&', '%']);
-    if !(ends_open || token_is_url_part) || url.ends_with([')', ']']) {
+    let starts_url = BARE_STARTS
+        .find(token)
+        .is_some_and(|found| found.start() == 0);
+    if !token_is_url_part || starts_url || url.ends_with([')', ']']) {
         return None;
     }
     Some(end + break_len + token_len)
@@ -350,7 +355,9 @@ fn is_attribute_start(html: &str, start: usize) -> bool {
 }
 
 /// Returns the end of a bare URL that starts at `start`: the first white
-/// space, control character, `<`, `>`, `"`, backtick or invisible separator.
+/// space, control character, `<`, `>`, a quote, backtick or invisible
+/// separator. A quote is legal in a URL but ends it in HTML and CSS text
+/// far more often than it is part of it.
 fn bare_url_end(text: &str, start: usize) -> usize {
     let rest = text.get(start..).unwrap_or("");
     for (offset, c) in rest.char_indices() {
@@ -358,7 +365,8 @@ fn bare_url_end(text: &str, start: usize) -> usize {
             || c.is_control()
             || matches!(
                 c,
-                '<' | '>' | '"' | '`' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
+                '<' | '>' | '"' | '\'' | '`' | '\u{ad}' | '\u{200b}'
+                    ..='\u{200d}' | '\u{2060}' | '\u{feff}'
             );
         if stops {
             return start + offset;

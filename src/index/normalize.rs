@@ -8,9 +8,9 @@
 //! IPv6 hosts in brackets in their RFC 5952 form, user name and password
 //! removed (in `http://trusted.example@evil.example/` the host is
 //! `evil.example`), the default port removed, the fragment removed, `.` and
-//! `..` path segments resolved, percent-escapes of unreserved characters
-//! decoded and all other escapes in uppercase hex, and the path and query
-//! otherwise kept as they are. A URL without a scheme is read as `http://`.
+//! `..` path segments resolved, an empty query (`?` alone) removed,
+//! percent-escapes of unreserved characters decoded and all other escapes
+//! in uppercase hex, and the path and query otherwise kept as they are. A URL without a scheme is read as `http://`.
 //! Feeds and messages both go through [`url`], so the two sides compare
 //! equal.
 
@@ -238,9 +238,13 @@ pub fn url(text: &str) -> Result<String, NormalizeError> {
     let _ = parsed.set_password(None);
     let path = normalize_percent_escapes(parsed.path());
     parsed.set_path(&path);
-    if let Some(query) = parsed.query() {
-        let query = normalize_percent_escapes(query);
-        parsed.set_query(Some(&query));
+    match parsed.query() {
+        Some("") => parsed.set_query(None),
+        Some(query) => {
+            let query = normalize_percent_escapes(query);
+            parsed.set_query(Some(&query));
+        }
+        None => {}
     }
     Ok(parsed.to_string())
 }
@@ -328,6 +332,7 @@ mod tests {
             ),
             ("http://u:p@EVIL.example.com./", "http://evil.example.com/"),
             ("http://0300.0000.0002.0001/", "http://192.0.2.1/"),
+            ("http://example.com/a?#top", "http://example.com/a"),
             ("http://[2001:DB8:0::1]:8080/", "http://[2001:db8::1]:8080/"),
             (
                 "http://xn--bcher-kva.example/",
