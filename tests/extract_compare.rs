@@ -7,9 +7,9 @@
 //!
 //! The test asserts only what both sides must agree on: each attachment
 //! digest that Python finds is found by ioc-milter too, either as Python
-//! decodes the part or with CRLF line ends (Python's email package turns
-//! CRLF into LF in parts that are not base64; ioc-milter hashes the bytes
-//! as sent). URL differences are
+//! decodes the part or with CRLF line ends. Python's email package turns
+//! CRLF into LF in parts that are not base64, and ioc-milter hashes the
+//! bytes as sent. URL differences are
 //! expected where the two URL readers differ on purpose (defanged, wrapped
 //! and nested URLs, `www.` names, percent-escapes) and are reported, not
 //! asserted.

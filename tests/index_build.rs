@@ -4,8 +4,8 @@
 //!
 //! The bundled allowlist leaves the documentation ranges and example.com,
 //! example.net and example.org in, because these tests use them as
-//! indicators; `[allowlist] documentation = true` (or
-//! `Allowlist::add_documentation`) takes them out on a production system.
+//! indicators. On a production system, `[allowlist] documentation = true`
+//! (or `Allowlist::add_documentation`) takes them out.
 
 use std::collections::BTreeSet;
 
@@ -113,12 +113,12 @@ fn ip(text: &str) -> ObservableValue {
     ObservableValue::Ip(text.parse().unwrap())
 }
 
-/// A domain observable as extraction reports it (normal form).
+/// Builds a domain observable as extraction reports it (normal form).
 fn domain(text: &str) -> ObservableValue {
     ObservableValue::Domain(normalize::domain(text).unwrap())
 }
 
-/// A URL observable as extraction reports it (canonical form).
+/// Builds a URL observable as extraction reports it (canonical form).
 fn url(text: &str) -> ObservableValue {
     ObservableValue::Url(normalize::url(text).unwrap())
 }

@@ -29,8 +29,8 @@ pub struct Config {
     pub match_log: MatchLogConfig,
     pub policy: PolicyConfig,
     pub limits: Limits,
-    /// How the index is built: the allowlist (`[allowlist]`) and public
-    /// suffix suppression. Pass it to `Snapshot::build_with`.
+    /// Index build options: the allowlist (`[allowlist]`) and public suffix
+    /// suppression. Pass them to `Snapshot::build_with`.
     pub index: crate::index::BuildOptions,
     pub sources: Vec<SourceConfig>,
     /// Problems that do not stop the program, such as a password file that

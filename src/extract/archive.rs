@@ -22,8 +22,8 @@ pub(crate) struct Member {
     pub data: Vec<u8>,
 }
 
-/// The bounds of one archive read; every limit that is hit is named in
-/// `hit` (a `Limits` field name).
+/// Bounds of one archive read. Each limit that is hit is passed to `hit` by
+/// its `Limits` field name.
 pub(crate) struct Budget<'h> {
     pub max_members: usize,
     pub max_member_bytes: usize,

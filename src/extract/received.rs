@@ -73,8 +73,8 @@ pub(crate) fn client_ip(header: &str) -> Option<IpAddr> {
     None
 }
 
-/// Returns the text of the `from` clause: from `from` to the next ` by `,
-/// ` with `, ` id ` or `;` outside parentheses.
+/// Returns the text of the `from` clause. It ends at the next `by`, `with`,
+/// `id`, `via` or `for` word, or at `;`, outside parentheses.
 fn from_clause(header: &str) -> Option<&str> {
     let trimmed = header.trim_start();
     let lower = trimmed.get(..5)?.to_ascii_lowercase();

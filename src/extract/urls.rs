@@ -9,11 +9,11 @@
 //!   (`[.]`, `(.)`, `{.}`, `[dot]`, `(dot)`) and colons (`[:]`) are refanged.
 //! - A name with a defanged dot and no scheme (`evil[.]example[.]net/x`)
 //!   is read as an `http://` URL.
-//! - A URL that a mail client wrapped is joined: inside angle brackets
-//!   (`<http://a.example/very\n  /long>`, as RFC 3986 appendix C allows) and,
-//!   more conservatively, in plain text when the line is at least
-//!   [`MIN_WRAPPED_LINE`] characters long and the next line starts with a
-//!   token that reads as the rest of a URL: it contains `/`, `?`, `=`, `&`
+//! - A URL that a mail client wrapped is joined inside angle brackets
+//!   (`<http://a.example/very\n  /long>`, as RFC 3986 appendix C allows).
+//! - In plain text, joining is more conservative. The line must be at least
+//!   [`MIN_WRAPPED_LINE`] characters long, and the next line must start with
+//!   a token that reads as the rest of a URL: it contains `/`, `?`, `=`, `&`
 //!   or `%`, does not start another URL, and is followed by white space.
 //! - Text that looks quoted-printable without being declared so (`=3D`
 //!   with soft line breaks or in `href=3D`) is scanned after
@@ -65,8 +65,9 @@ static DEFANGED_DOTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 });
 
 /// Shortest line, in characters, after which a URL that reaches the line end
-/// may continue on the next line. Mail clients wrap plain text at 72 to 78
-/// characters, so shorter lines were ended by the writer.
+/// may continue on the next line. RFC 3676 limits flowed lines to 78
+/// characters and many clients wrap near 72, so a short line was most likely
+/// ended by the writer.
 const MIN_WRAPPED_LINE: usize = 60;
 
 /// Maximum number of line breaks joined inside one URL.
@@ -303,7 +304,8 @@ pub(crate) fn decode_quoted_printable(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Calls `emit` with every URL in an `href` or `src` attribute of `html`,
+/// Calls `emit` with every URL in an `href`, `src` or `action` attribute of
+/// `html`,
 /// then with every bare URL in its text after HTML entities are resolved.
 pub(crate) fn find_in_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) {
     let _ = match undeclared_quoted_printable(html) {

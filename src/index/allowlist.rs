@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::indicator::{HashValue, IndicatorType, IndicatorValue};
 use super::normalize::{self, NormalizeError};
 
-/// Why an indicator was left out of a snapshot.
+/// Reason an indicator was left out of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Suppression {
@@ -48,9 +48,9 @@ pub struct Allowlist {
 }
 
 /// Large mail providers, URL shorteners' own names and other well-known
-/// benign infrastructure. Only names whose subdomains all belong to the same
-/// operator are listed, because an entry covers its subdomains; hosting
-/// names that serve customer subdomains (`amazonaws.com`) are left out, and
+/// benign infrastructure. An entry covers its subdomains, so only names
+/// whose subdomains all belong to one operator are listed. Hosting names
+/// that serve customer subdomains (`amazonaws.com`) are left out, and
 /// `github.io`-style names are public suffixes already.
 const BUNDLED_DOMAINS: &[&str] = &[
     // Mail providers.
@@ -160,12 +160,12 @@ const DOCUMENTATION: &[(IndicatorType, &str)] = &[
 ];
 
 impl Allowlist {
-    /// An allowlist without entries.
+    /// Returns an allowlist without entries.
     pub fn empty() -> Allowlist {
         Allowlist::default()
     }
 
-    /// The bundled list: large mail providers, URL shorteners' own names,
+    /// Returns the bundled list: large mail providers, URL shorteners' own names,
     /// public resolvers, private and reserved ranges and the empty-file
     /// hashes. Documentation ranges and names are not in it, see
     /// [`Allowlist::add_documentation`].

@@ -2,15 +2,19 @@
 //! these functions, so a value from a feed and the same value seen in a
 //! message compare equal.
 //!
-//! Canonical URL form: scheme and host in lowercase, the host in IDNA
-//! (punycode) form without a trailing dot, numeric IPv4 hosts (decimal, hex,
-//! octal, and shortened forms such as `192.2.1`) written as dotted quads,
-//! IPv6 hosts in brackets in their RFC 5952 form, user name and password
-//! removed (in `http://trusted.example@evil.example/` the host is
-//! `evil.example`), the default port removed, the fragment removed, `.` and
-//! `..` path segments resolved, an empty query (`?` alone) removed,
-//! percent-escapes of unreserved characters decoded and all other escapes
-//! in uppercase hex, and the path and query otherwise kept as they are. A URL without a scheme is read as `http://`.
+//! Canonical URL form:
+//! - scheme and host in lowercase, the host in IDNA (punycode) form without
+//!   a trailing dot;
+//! - numeric IPv4 hosts (decimal, hex, octal, and shortened forms such as
+//!   `192.2.1`) written as dotted quads, IPv6 hosts in brackets in their
+//!   RFC 5952 form;
+//! - user name and password removed, so in
+//!   `http://trusted.example@evil.example/` the host is `evil.example`;
+//! - the default port, the fragment and an empty query (`?` alone) removed;
+//! - `.` and `..` path segments resolved, percent-escapes of unreserved
+//!   characters decoded and all other escapes in uppercase hex;
+//! - the path and query otherwise kept as they are.
+//! A URL without a scheme is read as `http://`.
 //! Feeds and messages both go through [`url`], so the two sides compare
 //! equal.
 

@@ -25,7 +25,7 @@ pub struct Match {
     pub indicator: Indicator,
 }
 
-/// How a snapshot is built: what is left out and how domains match.
+/// Options for building a snapshot: what is left out and how domains match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     /// Indicators this list covers are left out (see [`Allowlist`]).
@@ -39,8 +39,8 @@ pub struct BuildOptions {
 }
 
 impl Default for BuildOptions {
-    /// The bundled allowlist, public suffixes left out, subdomain matching
-    /// for every source.
+    /// Returns the bundled allowlist, public suffixes left out, and
+    /// subdomain matching for every source.
     fn default() -> BuildOptions {
         BuildOptions {
             allowlist: Allowlist::bundled(),
@@ -62,8 +62,8 @@ impl BuildOptions {
     }
 }
 
-/// What a build left out: the count of suppressed indicators per source name
-/// and reason. Exact repeats are counted once.
+/// Counts of the indicators a build left out, per source name and reason.
+/// Exact repeats are counted once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BuildReport {
     pub suppressed: BTreeMap<String, BTreeMap<Suppression, usize>>,
@@ -193,7 +193,7 @@ impl Snapshot {
         self.indicators.len()
     }
 
-    /// What the build left out, per source.
+    /// Returns the counts of indicators the build left out, per source.
     pub fn report(&self) -> &BuildReport {
         &self.report
     }
