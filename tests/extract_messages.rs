@@ -385,3 +385,48 @@ fn archive_member_limits_named() {
         .count();
     assert_eq!(members, 0);
 }
+
+#[test]
+fn mutated_golden_never_panic() {
+    // The same generator as above, over the golden messages, whose ZIP,
+    // Received, defanged and wrapped forms reach the newer readers.
+    let names = [
+        "attachments.eml",
+        "broken-boundary.eml",
+        "defanged.eml",
+        "qp-links.eml",
+        "received.eml",
+        "undeclared-qp.eml",
+        "url-forms.eml",
+        "wrapped.eml",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize
+    };
+    let limits = Limits::default();
+    let mut runs = 0;
+    for name in names {
+        let original = golden(name);
+        for _ in 0..200 {
+            let mut raw = original.clone();
+            for _ in 0..1 + next() % 8 {
+                let position = next() % raw.len();
+                match next() % 3 {
+                    0 => raw[position] = (next() % 256) as u8,
+                    1 => raw.truncate(position),
+                    _ => raw.insert(position, b"-\r\n=<&#[.]PK"[next() % 12]),
+                }
+                if raw.is_empty() {
+                    break;
+                }
+            }
+            let _ = from_message(&raw, &limits);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 1600);
+}
