@@ -545,6 +545,45 @@ pub(crate) fn decode_entities(text: &str) -> String {
     out
 }
 
+/// Maps a numeric reference in 0x80..=0x9F to the Windows-1252 character
+/// that HTML5 browsers show for it (the HTML Standard's replacement table
+/// for numeric character references), so `&#159;` reads as `Ÿ`, not as a
+/// control character. Returns `None` outside that range and for the five
+/// codes the table leaves unchanged.
+fn windows_1252_reference(value: u32) -> Option<char> {
+    let mapped = match value {
+        0x80 => '\u{20ac}',
+        0x82 => '\u{201a}',
+        0x83 => '\u{0192}',
+        0x84 => '\u{201e}',
+        0x85 => '\u{2026}',
+        0x86 => '\u{2020}',
+        0x87 => '\u{2021}',
+        0x88 => '\u{02c6}',
+        0x89 => '\u{2030}',
+        0x8a => '\u{0160}',
+        0x8b => '\u{2039}',
+        0x8c => '\u{0152}',
+        0x8e => '\u{017d}',
+        0x91 => '\u{2018}',
+        0x92 => '\u{2019}',
+        0x93 => '\u{201c}',
+        0x94 => '\u{201d}',
+        0x95 => '\u{2022}',
+        0x96 => '\u{2013}',
+        0x97 => '\u{2014}',
+        0x98 => '\u{02dc}',
+        0x99 => '\u{2122}',
+        0x9a => '\u{0161}',
+        0x9b => '\u{203a}',
+        0x9c => '\u{0153}',
+        0x9e => '\u{017e}',
+        0x9f => '\u{0178}',
+        _ => return None,
+    };
+    Some(mapped)
+}
+
 /// Decodes the reference after a `&` and returns the character and the
 /// number of bytes it used.
 fn decode_reference(after: &str) -> Option<(char, usize)> {
@@ -567,7 +606,8 @@ fn decode_reference(after: &str) -> Option<(char, usize)> {
             return None;
         }
         let value = u32::from_str_radix(digits.get(..len)?, radix).unwrap_or(u32::MAX);
-        let decoded = char::from_u32(value)
+        let decoded = windows_1252_reference(value)
+            .or_else(|| char::from_u32(value))
             .filter(|&c| c != '\0')
             .unwrap_or('\u{fffd}');
         let semicolon = usize::from(digits.as_bytes().get(len) == Some(&b';'));
@@ -708,6 +748,10 @@ mod tests {
             "a&b.c.d/e&bogus;f&"
         );
         assert_eq!(decode_entities("&#0;&#x110000;"), "\u{fffd}\u{fffd}");
+        assert_eq!(
+            decode_entities("&#159;&#x9C;&#128;&#129;"),
+            "\u{178}\u{153}\u{20ac}\u{81}"
+        );
     }
 
     #[test]
