@@ -334,7 +334,7 @@ impl Validator {
                 raw.max_archive_bytes,
                 default.max_archive_bytes,
                 0,
-                4 * 1024 * 1024 * 1024,
+                1024 * 1024 * 1024,
             )?,
             max_archive_depth: self.count(
                 "limits.max_archive_depth",

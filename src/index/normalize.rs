@@ -14,9 +14,9 @@
 //! - `.` and `..` path segments resolved, percent-escapes of unreserved
 //!   characters decoded and all other escapes in uppercase hex;
 //! - the path and query otherwise kept as they are.
-//! A URL without a scheme is read as `http://`.
-//! Feeds and messages both go through [`url`], so the two sides compare
-//! equal.
+//!
+//! A URL without a scheme is read as `http://`. Feeds and messages both go
+//! through [`url`], so the two sides compare equal.
 
 use std::fmt;
 use std::net::IpAddr;
