@@ -8,7 +8,8 @@
 //!   (`hxxp://`, `hxxps://`, `http[:]//`, `hxxps[://]`). Defanged dots
 //!   (`[.]`, `(.)`, `{.}`, `[dot]`, `(dot)`) and colons (`[:]`) are refanged.
 //! - A name with a defanged dot and no scheme (`evil[.]example[.]net/x`)
-//!   is read as an `http://` URL.
+//!   is read as an `http://` URL when it ends in a known public suffix or is
+//!   an IP address.
 //! - A URL that a mail client wrapped is joined inside angle brackets
 //!   (`<http://a.example/very\n  /long>`, as RFC 3986 appendix C allows).
 //! - In plain text, joining is more conservative. The line must be at least
@@ -241,7 +242,13 @@ fn scan_defanged_names(
         };
         let host = refanged.split(['/', '?', '#']).next().unwrap_or("");
         let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-        let is_host = normalize::domain(host).is_ok() || host.parse::<std::net::IpAddr>().is_ok();
+        // A name must end in a known public suffix, so `file[.]txt` in a
+        // sentence is not read as a host.
+        let is_name = normalize::domain(host)
+            .ok()
+            .and_then(|name| psl::suffix(name.as_bytes()).map(|suffix| suffix.is_known()))
+            .unwrap_or(false);
+        let is_host = is_name || host.parse::<std::net::IpAddr>().is_ok();
         if !is_host {
             continue;
         }
@@ -833,6 +840,7 @@ mod disguise_tests {
             text_urls("see note [.] and (dot) here"),
             Vec::<String>::new()
         );
+        assert_eq!(text_urls("open report[.]txt now"), Vec::<String>::new());
     }
 
     #[test]
