@@ -58,6 +58,7 @@ pub(crate) fn observables(raw: &[u8], limits: &Limits) -> MessageObservables {
             return collector.out;
         }
     };
+
     collector.out.subject = message.subject().map(str::to_string);
     collector.out.message_id = message.message_id().map(str::to_string);
     collector.header_addresses(&message);
@@ -252,6 +253,7 @@ impl<'l> Collector<'l> {
         } else {
             Vec::new()
         };
+
         let url = ObservableValue::Url(canonical);
         if self.seen_from_urls.contains(&url) {
             return ControlFlow::Continue(());
@@ -260,6 +262,7 @@ impl<'l> Collector<'l> {
             self.hit("max_urls");
             return ControlFlow::Break(());
         }
+
         self.url_count += 1;
         self.seen_from_urls.insert(url.clone());
         self.push(Observable::new(url, location.clone()));
@@ -269,6 +272,7 @@ impl<'l> Collector<'l> {
                 Location::UrlHost(Box::new(location.clone())),
             ));
         }
+
         for candidate in inner {
             self.push_url(&candidate, location, depth + 1)?;
         }

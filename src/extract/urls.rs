@@ -13,8 +13,8 @@
 //! - A URL that a mail client wrapped is joined inside angle brackets
 //!   (`<http://a.example/very\n  /long>`, as RFC 3986 appendix C allows).
 //! - In plain text, joining is more conservative. The line must be at least
-//!   [`MIN_WRAPPED_LINE`] characters long, and the next line must start with
-//!   a token that reads as the rest of a URL: it contains `/`, `?`, `=`, `&`
+//!   [`MIN_WRAPPED_LINE`] characters long. The next line must start with a
+//!   token that reads as the rest of a URL: it contains `/`, `?`, `=`, `&`
 //!   or `%`, does not start another URL, and is followed by white space.
 //! - Text that looks quoted-printable without being declared so (`=3D`
 //!   with soft line breaks or in `href=3D`) is scanned after
@@ -202,8 +202,8 @@ fn is_url_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
 }
 
-/// Calls `emit` with `http://` and every name with a defanged dot that has no
-/// scheme, such as `evil[.]example[.]net/login`.
+/// Calls `emit` with every name that has a defanged dot and no scheme, such
+/// as `evil[.]example[.]net/login`, refanged and prefixed with `http://`.
 fn scan_defanged_names(
     text: &str,
     emit: &mut dyn FnMut(String) -> ControlFlow<()>,

@@ -7,7 +7,7 @@ Usage: independent_extract.py DIRECTORY
 Prints one JSON object per file, sorted by path:
 {"file": "relative/path", "urls": [...], "sha256": [[digest, crlf_digest], ...]}
 
-For each attachment, "sha256" holds the digest of the payload as the email
+For each attachment, "sha256" contains the digest of the payload as the email
 package decodes it and the digest with every line end written as CRLF.
 
 URLs are reduced to a simple canonical form (lowercase scheme and host, IDNA
