@@ -5,7 +5,8 @@
 //! written to `extract-compare.txt` in Cargo's test temporary directory,
 //! and the test prints the counts.
 //!
-//! The test asserts only what both sides must agree on: each attachment
+//! The test asserts what both sides must agree on. ZIP members, read by
+//! Python's zipfile module, must give the same digests. Each attachment
 //! digest that Python finds is found by ioc-milter too, either as Python
 //! decodes the part or with CRLF line ends. Python's email package turns
 //! CRLF into LF in parts that are not base64, and ioc-milter hashes the
@@ -27,6 +28,7 @@ use ioc_milter::index::HashValue;
 struct Found {
     urls: BTreeSet<String>,
     sha256: BTreeSet<String>,
+    zip_members: BTreeSet<String>,
 }
 
 /// What Python found in one file: URLs and, per attachment, the digest of
@@ -35,6 +37,7 @@ struct Found {
 struct PythonFound {
     urls: BTreeSet<String>,
     sha256: Vec<(String, String)>,
+    zip_members: BTreeSet<String>,
 }
 
 fn python_side(dir: &Path) -> Option<BTreeMap<String, PythonFound>> {
@@ -77,7 +80,23 @@ fn python_side(dir: &Path) -> Option<BTreeMap<String, PythonFound>> {
                     .collect()
             })
             .unwrap_or_default();
-        found.insert(file, PythonFound { urls, sha256 });
+        let zip_members = record["zip_member_sha256"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.insert(
+            file,
+            PythonFound {
+                urls,
+                sha256,
+                zip_members,
+            },
+        );
     }
     Some(found)
 }
@@ -92,6 +111,9 @@ fn milter_side(path: &Path) -> Found {
             }
             (ObservableValue::Hash(HashValue::Sha256(_)), Location::Attachment { .. }) => {
                 found.sha256.insert(observable.value.to_string());
+            }
+            (ObservableValue::Hash(HashValue::Sha256(_)), Location::ArchiveMember { .. }) => {
+                found.zip_members.insert(observable.value.to_string());
             }
             _ => {}
         }
@@ -116,6 +138,8 @@ fn phish_matches_independent_extraction() {
     let mut missing_hashes = Vec::new();
     let mut line_end_only = 0;
     let mut milter_only_hashes = 0;
+    let mut totals_members = [0usize; 2];
+    let mut member_differences = Vec::new();
     for (file, theirs) in &python {
         let ours = milter_side(&dir.join(file));
         totals[0] += ours.urls.len();
@@ -143,6 +167,17 @@ fn phish_matches_independent_extraction() {
                 missing_hashes.push(format!("{file} {decoded}"));
             }
         }
+        totals_members[0] += ours.zip_members.len();
+        totals_members[1] += theirs.zip_members.len();
+        for digest in ours.zip_members.symmetric_difference(&theirs.zip_members) {
+            let side = if ours.zip_members.contains(digest) {
+                "milter"
+            } else {
+                "python"
+            };
+            let _ = writeln!(report, "{file}\t{side}-only-zip-member\t{digest}");
+            member_differences.push(format!("{file} {side} {digest}"));
+        }
         for digest in ours.sha256.difference(&matched) {
             milter_only_hashes += 1;
             let _ = writeln!(report, "{file}\tmilter-only-sha256\t{digest}");
@@ -153,7 +188,7 @@ fn phish_matches_independent_extraction() {
     println!(
         "compare phish: {} files; urls milter {} python {} (milter only {}, python only {}); \
          attachment sha256 milter {} python {} (equal after CRLF line ends {}, milter only {}, \
-         python only {}); differences in {}",
+         python only {}); ZIP member sha256 milter {} python {}; differences in {}",
         python.len(),
         totals[0],
         totals[1],
@@ -164,10 +199,16 @@ fn phish_matches_independent_extraction() {
         line_end_only,
         milter_only_hashes,
         missing_hashes.len(),
+        totals_members[0],
+        totals_members[1],
         report_path.display()
     );
     assert!(
         missing_hashes.is_empty(),
         "attachment digests found by Python only: {missing_hashes:?}"
+    );
+    assert!(
+        member_differences.is_empty(),
+        "ZIP member digests found by one side only: {member_differences:?}"
     );
 }

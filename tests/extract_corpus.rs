@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ioc_milter::extract::{from_message, Limits, ObservableValue};
+use ioc_milter::extract::{from_message, Limits, Location, ObservableValue};
 
 /// Upper bound on files read, so a misconfigured corpus path cannot make the
 /// test run unbounded.
@@ -70,14 +70,28 @@ fn corpus_extracts_without_panic() {
                 ObservableValue::Email(_) => counts.emails += 1,
                 ObservableValue::Hash(_) => counts.hashes += 1,
             }
+            match &observable.location {
+                Location::ArchiveMember { .. } => counts.archive_member_hashes += 1,
+                Location::Received(_) => counts.received_ips += 1,
+                _ => {}
+            }
         }
     }
     let elapsed = started.elapsed();
     for (group, c) in &totals {
         println!(
-            "corpus {group}: {} files, {} bytes; urls {}, domains {}, ips {}, emails {}, \
-             hashes {}; {} files hit a limit",
-            c.files, c.bytes, c.urls, c.domains, c.ips, c.emails, c.hashes, c.limited
+            "corpus {group}: {} files, {} bytes; urls {}, domains {}, ips {} ({} from Received), \
+             emails {}, hashes {} ({} of ZIP members); {} files hit a limit",
+            c.files,
+            c.bytes,
+            c.urls,
+            c.domains,
+            c.ips,
+            c.received_ips,
+            c.emails,
+            c.hashes,
+            c.archive_member_hashes,
+            c.limited
         );
     }
     println!(
@@ -97,6 +111,8 @@ struct Counts {
     ips: usize,
     emails: usize,
     hashes: usize,
+    archive_member_hashes: usize,
+    received_ips: usize,
     limited: usize,
 }
 

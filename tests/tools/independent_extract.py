@@ -5,10 +5,13 @@ MIME, a URL regular expression for links, and hashlib for digests.
 
 Usage: independent_extract.py DIRECTORY
 Prints one JSON object per file, sorted by path:
-{"file": "relative/path", "urls": [...], "sha256": [[digest, crlf_digest], ...]}
+{"file": "relative/path", "urls": [...], "sha256": [[digest, crlf_digest], ...],
+ "zip_member_sha256": [...]}
 
 For each attachment, "sha256" contains the digest of the payload as the email
 package decodes it and the digest with every line end written as CRLF.
+"zip_member_sha256" lists the digests of the members of ZIP attachments, read
+with the zipfile module.
 
 URLs are reduced to a simple canonical form (lowercase scheme and host, IDNA
 host, no user name, no default port, no fragment, "/" for an empty path) so
@@ -19,11 +22,13 @@ import email
 import email.policy
 import hashlib
 import html
+import io
 import json
 import os
 import re
 import sys
 import urllib.parse
+import zipfile
 
 URL_PATTERN = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 TRAILING = ".,;:!?'\")]}>*"
@@ -82,6 +87,23 @@ def urls_in(text):
     return found
 
 
+def zip_members(data, depth, found):
+    """Add the SHA-256 of each ZIP member, opening archives inside
+    archives up to two levels as ioc-milter does by default."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()[:100]
+        for info in infos:
+            if info.is_dir() or info.flag_bits & 1:
+                continue
+            member = archive.read(info)
+            found.add(hashlib.sha256(member).hexdigest())
+            if depth < 2 and member[:4] == b"PK\x03\x04":
+                zip_members(member, depth + 1, found)
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError, OSError):
+        pass
+
+
 def part_text(part):
     payload = part.get_payload(decode=True)
     if payload is None:
@@ -98,6 +120,7 @@ def extract(path):
         message = email.message_from_binary_file(handle, policy=email.policy.compat32)
     urls = set()
     digests = set()
+    members = set()
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -120,7 +143,9 @@ def extract(path):
         # the digest with CRLF line ends, as the part was sent, is kept too.
         crlf = payload.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         digests.add((digest, hashlib.sha256(crlf).hexdigest()))
-    return sorted(urls), sorted(digests)
+        if payload[:4] == b"PK\x03\x04":
+            zip_members(payload, 1, members)
+    return sorted(urls), sorted(digests), sorted(members)
 
 
 def main():
@@ -134,11 +159,16 @@ def main():
     paths.sort()
     for path in paths[:MAX_FILES]:
         try:
-            urls, digests = extract(path)
+            urls, digests, members = extract(path)
         except Exception as error:  # report and go on: one bad file is data
             print(json.dumps({"file": os.path.relpath(path, root), "error": str(error)}))
             continue
-        record = {"file": os.path.relpath(path, root), "urls": urls, "sha256": digests}
+        record = {
+            "file": os.path.relpath(path, root),
+            "urls": urls,
+            "sha256": digests,
+            "zip_member_sha256": members,
+        }
         print(json.dumps(record, sort_keys=True))
 
 
