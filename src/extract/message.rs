@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::observable::{Location, Observable, ObservableValue};
 use super::session::push_email;
 use super::urls;
-use super::{archive, received};
+use super::{archive, received, transfer};
 use super::{Limits, MessageObservables};
 use crate::index::normalize;
 use crate::index::HashValue;
@@ -203,7 +203,7 @@ impl<'l> Collector<'l> {
                     self.text_parts += 1;
                     self.urls_in(text, false, &Location::BodyPart(self.text_parts));
                     if !is_body {
-                        let redecoded = lenient_base64_body(message, part);
+                        let redecoded = redecoded_body(message, part);
                         let bytes = redecoded.as_deref().unwrap_or(part.contents());
                         self.hash_attachment(bytes, part.attachment_name());
                     }
@@ -212,13 +212,13 @@ impl<'l> Collector<'l> {
                     self.text_parts += 1;
                     self.urls_in(html, true, &Location::BodyPart(self.text_parts));
                     if !is_body {
-                        let redecoded = lenient_base64_body(message, part);
+                        let redecoded = redecoded_body(message, part);
                         let bytes = redecoded.as_deref().unwrap_or(part.contents());
                         self.hash_attachment(bytes, part.attachment_name());
                     }
                 }
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
-                    let redecoded = lenient_base64_body(message, part);
+                    let redecoded = redecoded_body(message, part);
                     let bytes = redecoded.as_deref().unwrap_or(bytes);
                     self.hash_attachment(bytes, part.attachment_name());
                 }
@@ -340,65 +340,27 @@ impl<'l> Collector<'l> {
     }
 }
 
-/// Decodes a base64 part again from its raw body, the way mail clients do
-/// (see [`decode_base64_lenient`]). Returns `None` for other encodings.
-fn lenient_base64_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+/// Decodes a part again from its raw body when mail-parser's decoding
+/// differs from a mail client's: base64 (see
+/// [`transfer::decode_base64_lenient`]) and uuencode, which mail-parser 0.11
+/// does not decode. Returns `None` for other encodings.
+fn redecoded_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
     // mail-parser 0.11 leaves a part undecoded (encoding `None`) when the
     // closing boundary is missing, so the header is checked too.
-    let declared_base64 = part
+    let declared = part
         .content_transfer_encoding()
-        .is_some_and(|cte| cte.trim().eq_ignore_ascii_case("base64"));
-    if part.encoding != Encoding::Base64 && !declared_base64 {
-        return None;
-    }
+        .map(|cte| cte.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     let start = usize::try_from(part.offset_body).ok()?;
     let end = usize::try_from(part.offset_end).ok()?;
     let raw = message.raw_message().get(start..end)?;
-    Some(decode_base64_lenient(raw))
-}
-
-/// Decodes base64 as Python's `email` package and common mail clients do:
-/// characters outside the alphabet (white space, stray symbols) are
-/// skipped, missing padding is tolerated, and padding that completes a
-/// group of 4 ends the data. A last group of 1 character is dropped.
-pub(crate) fn decode_base64_lenient(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() / 4 * 3);
-    let mut group = [0u8; 4];
-    let mut filled = 0;
-    let mut pads = 0;
-    for &byte in raw {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' if filled >= 2 => {
-                pads += 1;
-                if filled + pads >= 4 {
-                    break;
-                }
-                continue;
-            }
-            _ => continue,
-        };
-        pads = 0;
-        group[filled] = value;
-        filled += 1;
-        if filled == 4 {
-            out.push((group[0] << 2) | (group[1] >> 4));
-            out.push((group[1] << 4) | (group[2] >> 2));
-            out.push((group[2] << 6) | group[3]);
-            filled = 0;
-        }
+    if part.encoding == Encoding::Base64 || declared == "base64" {
+        return Some(transfer::decode_base64_lenient(raw));
     }
-    if filled >= 2 {
-        out.push((group[0] << 2) | (group[1] >> 4));
+    if matches!(declared.as_str(), "x-uuencode" | "uuencode" | "x-uue") {
+        return transfer::decode_uuencode(raw);
     }
-    if filled == 3 {
-        out.push((group[1] << 4) | (group[2] >> 2));
-    }
-    out
+    None
 }
 
 /// How many URLs deep the query of a URL is searched for further URLs
@@ -474,16 +436,6 @@ mod tests {
             sha256.to_string(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn base64_lenient_cases() {
-        assert_eq!(decode_base64_lenient(b"YWJjZA"), b"abcd");
-        assert_eq!(decode_base64_lenient(b"YW Jj\r\nZA=="), b"abcd");
-        assert_eq!(decode_base64_lenient(b"YQ==YQ=="), b"a");
-        assert_eq!(decode_base64_lenient(b"YW=Jj"), b"abc");
-        assert_eq!(decode_base64_lenient(b"YWJjZ"), b"abc");
-        assert_eq!(decode_base64_lenient(b"!*\x00"), b"");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod message;
 pub mod observable;
 mod received;
 mod session;
+mod transfer;
 mod urls;
 
 pub use observable::{ConnectionFacts, Envelope, Location, Observable, ObservableValue};

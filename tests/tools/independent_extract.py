@@ -127,7 +127,7 @@ def extract(path):
         if part.get_content_maintype() == "message":
             continue
         ctype = part.get_content_type()
-        disposition = (part.get("Content-Disposition") or "").lower()
+        disposition = str(part.get("Content-Disposition") or "").lower()
         is_attachment = disposition.startswith("attachment") or part.get_filename()
         if ctype in ("text/plain", "text/html") and not is_attachment:
             text = part_text(part)
