@@ -47,7 +47,7 @@ pub(crate) fn decode_base64_lenient(raw: &[u8]) -> Vec<u8> {
 
 /// Decodes a uuencoded body (`begin 644 name`, encoded lines, `end`), as
 /// sent with `Content-Transfer-Encoding: x-uuencode`. Lines before `begin`
-/// are skipped, and a line's length character says how many bytes it
+/// are skipped, and a line's length character gives the number of bytes it
 /// carries. Returns `None` when there is no `begin` line.
 pub(crate) fn decode_uuencode(raw: &[u8]) -> Option<Vec<u8>> {
     let mut lines = raw
