@@ -26,6 +26,9 @@ fn config_text(dir: &Path) -> String {
 [milter]
 listen = "unix:{dir}/milter.sock"
 
+[http]
+listen = "off"
+
 [state]
 directory = "{dir}/state"
 
