@@ -364,6 +364,11 @@ async fn otx_pages_after_504() {
     );
     let report = feeds.poll("otx", None).await.unwrap();
     assert_eq!(report.counts.blocks, 3);
+    // The 2015 pulses are older than age = 365d, so every valid indicator
+    // expires: 94 parsed, one of them twice in the file.
+    assert_eq!(report.counts.expired, 93);
+    assert_eq!(report.counts.unsupported, 1);
+    assert_eq!(report.indicators, 0);
     let log = server.log.lock().unwrap().clone();
     // limit 8 and 4 got 504, then three pages of 2.
     assert_eq!(log.len(), 5);
