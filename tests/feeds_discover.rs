@@ -25,6 +25,24 @@ const COLLECTIONS: &str = r#"<taxii_11:Collection_Information_Response xmlns:tax
   </taxii_11:Collection>
 </taxii_11:Collection_Information_Response>"#;
 
+/// Returns whether `data` holds the whole request: the head and a body of
+/// Content-Length bytes.
+fn request_complete(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let Some(split) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|value| value.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    data.len() >= split + 4 + length
+}
+
 /// Answers TAXII 2.1 GETs with 406 and TAXII 1.1 POSTs by path.
 async fn taxii11_stub() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -36,27 +54,13 @@ async fn taxii11_stub() -> u16 {
             };
             let mut buffer = vec![0u8; 16384];
             let mut data = Vec::new();
-            loop {
-                let Ok(read) = stream.read(&mut buffer).await else {
-                    break;
-                };
+            while let Ok(read) = stream.read(&mut buffer).await {
                 if read == 0 {
                     break;
                 }
                 data.extend_from_slice(&buffer[..read]);
-                let text = String::from_utf8_lossy(&data);
-                if let Some(split) = text.find("\r\n\r\n") {
-                    let length = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if data.len() >= split + 4 + length {
-                        break;
-                    }
+                if request_complete(&data) {
+                    break;
                 }
             }
             let text = String::from_utf8_lossy(&data).to_string();
