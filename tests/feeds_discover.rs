@@ -25,7 +25,7 @@ const COLLECTIONS: &str = r#"<taxii_11:Collection_Information_Response xmlns:tax
   </taxii_11:Collection>
 </taxii_11:Collection_Information_Response>"#;
 
-/// Returns whether `data` holds the whole request: the head and a body of
+/// Returns whether `data` contains the whole request: the head and a body of
 /// Content-Length bytes.
 fn request_complete(data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
@@ -43,7 +43,8 @@ fn request_complete(data: &[u8]) -> bool {
     data.len() >= split + 4 + length
 }
 
-/// Answers TAXII 2.1 GETs with 406 and TAXII 1.1 POSTs by path.
+/// Starts a stub that returns HTTP 406 to TAXII 2.1 GETs and serves TAXII
+/// 1.1 POSTs by path.
 async fn taxii11_stub() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
