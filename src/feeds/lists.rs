@@ -125,7 +125,10 @@ pub fn split_record(line: &str, delimiter: u8) -> Vec<String> {
             } else {
                 field.push(c);
             }
-        } else if c == '"' && field.is_empty() {
+        } else if c == '"' && field.trim().is_empty() {
+            // ThreatFox writes `", "` between fields, so blanks may precede
+            // the opening quote.
+            field.clear();
             quoted = true;
         } else if c == delimiter {
             fields.push(std::mem::take(&mut field));
@@ -288,6 +291,42 @@ mod tests {
             split_record("\"a,b\",c,\"d\"\"e\"", b','),
             ["a,b", "c", "d\"e"]
         );
+    }
+
+    #[test]
+    fn record_space_before_quote() {
+        assert_eq!(
+            split_record("\"2024-01-01 00:00:00\", \"7\", \"192.0.2.5:8080\"", b','),
+            ["2024-01-01 00:00:00", "7", "192.0.2.5:8080"]
+        );
+    }
+
+    #[test]
+    fn csv_threatfox_layout() {
+        let mapping = CsvMapping {
+            column: Column::Number(3),
+            kind: None,
+            type_column: Some(Column::Number(4)),
+            id_column: Some(Column::Number(2)),
+            delimiter: b',',
+        };
+        let text = concat!(
+            "# \"first_seen_utc\",\"ioc_id\",\"ioc_value\",\"ioc_type\"\n",
+            "\"2024-01-01 00:00:00\", \"11\", \"http://bad.example.net/gate.php\", \"url\"\n",
+            "\"2024-01-01 00:00:00\", \"12\", \"198.51.100.20:443\", \"ip:port\"\n",
+            "\"2024-01-01 00:00:00\", \"13\", \"44d88612fea8a8f36de82e1278abb02f\", \"md5_hash\"\n",
+        );
+        let outcome = parse_csv(text, "s", &mapping).unwrap_or_default();
+        assert_eq!(
+            strings(&outcome),
+            [
+                "http://bad.example.net/gate.php",
+                "198.51.100.20",
+                "44d88612fea8a8f36de82e1278abb02f"
+            ]
+        );
+        let ids: Vec<&str> = outcome.indicators.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["11", "12", "13"]);
     }
 
     #[test]
