@@ -174,3 +174,12 @@ fn unknown_kind_lists_all() {
         "{text}"
     );
 }
+
+#[test]
+fn misp_rejects_indicator_type() {
+    let text = error("kind = \"misp\"\npath = \"/feed\"\nindicator_type = \"ip\"\n");
+    assert!(
+        text.contains("source[s].indicator_type: not used by a misp source"),
+        "{text}"
+    );
+}

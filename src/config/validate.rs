@@ -584,7 +584,15 @@ impl Validator {
             "otx" => SourceKind::Otx(self.otx(&name, &raw)?),
             "text" => SourceKind::Text(self.list(&name, &raw, "text")?),
             "csv" => SourceKind::Csv(self.csv(&name, &raw)?),
-            "misp" => SourceKind::Misp(self.list(&name, &raw, "misp")?),
+            "misp" => {
+                if raw.indicator_type.is_some() {
+                    return Err(self.error(
+                        &key("indicator_type"),
+                        "not used by a misp source, whose attribute types give each value's type; remove it",
+                    ));
+                }
+                SourceKind::Misp(self.list(&name, &raw, "misp")?)
+            }
             other => {
                 return Err(self.error(
                     &key("kind"),
