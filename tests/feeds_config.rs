@@ -183,3 +183,23 @@ fn misp_rejects_indicator_type() {
         "{text}"
     );
 }
+
+#[test]
+fn taxii11_rejects_url() {
+    let text = error(
+        "kind = \"taxii11\"\nhostname = \"otx.alienvault.com\"\ncollection = \"c\"\nurl = \"https://a.example/\"\n",
+    );
+    assert!(
+        text.contains("source[s].url: not used by a taxii11 source"),
+        "{text}"
+    );
+}
+
+#[test]
+fn text_rejects_preset() {
+    let text = error("kind = \"text\"\npath = \"/x\"\npreset = \"urlhaus\"\n");
+    assert!(
+        text.contains("source[s].preset: not used by a text source"),
+        "{text}"
+    );
+}

@@ -567,6 +567,12 @@ impl Validator {
             .kind
             .clone()
             .ok_or_else(|| self.error(&key("kind"), format!("missing; allowed kinds: {KINDS}")))?;
+        if let Some(field) = foreign_key(&kind_name, &raw) {
+            return Err(self.error(
+                &key(field),
+                format!("not used by a {kind_name} source; remove it or change kind"),
+            ));
+        }
         let kind = match kind_name.as_str() {
             "taxii11" => SourceKind::Taxii11(self.taxii11(&name, &raw)?),
             "file" => {
@@ -584,15 +590,7 @@ impl Validator {
             "otx" => SourceKind::Otx(self.otx(&name, &raw)?),
             "text" => SourceKind::Text(self.list(&name, &raw, "text")?),
             "csv" => SourceKind::Csv(self.csv(&name, &raw)?),
-            "misp" => {
-                if raw.indicator_type.is_some() {
-                    return Err(self.error(
-                        &key("indicator_type"),
-                        "not used by a misp source, whose attribute types give each value's type; remove it",
-                    ));
-                }
-                SourceKind::Misp(self.list(&name, &raw, "misp")?)
-            }
+            "misp" => SourceKind::Misp(self.list(&name, &raw, "misp")?),
             other => {
                 return Err(self.error(
                     &key("kind"),
@@ -1073,4 +1071,90 @@ impl Validator {
             delimiter,
         })
     }
+}
+
+/// Returns the first kind-specific key that is set but not used by `kind`,
+/// so that a key meant for another kind is reported instead of ignored.
+fn foreign_key(kind: &str, raw: &RawSource) -> Option<&'static str> {
+    const HTTP: [&str; 13] = [
+        "username",
+        "password",
+        "password_file",
+        "password_env",
+        "api_key",
+        "api_key_file",
+        "api_key_env",
+        "api_key_header",
+        "client_cert",
+        "client_key",
+        "proxy",
+        "ca_file",
+        "retries",
+    ];
+    let set = [
+        ("hostname", raw.hostname.is_some()),
+        ("port", raw.port.is_some()),
+        ("https", raw.https.is_some()),
+        ("polling_path", raw.polling_path.is_some()),
+        ("collection", raw.collection.is_some()),
+        ("username", raw.username.is_some()),
+        ("password", raw.password.is_some()),
+        ("password_file", raw.password_file.is_some()),
+        ("password_env", raw.password_env.is_some()),
+        ("proxy", raw.proxy.is_some()),
+        ("ca_file", raw.ca_file.is_some()),
+        ("path", raw.path.is_some()),
+        ("url", raw.url.is_some()),
+        ("api_key", raw.api_key.is_some()),
+        ("api_key_file", raw.api_key_file.is_some()),
+        ("api_key_env", raw.api_key_env.is_some()),
+        ("api_key_header", raw.api_key_header.is_some()),
+        ("client_cert", raw.client_cert.is_some()),
+        ("client_key", raw.client_key.is_some()),
+        ("retries", raw.retries.is_some()),
+        ("page_size", raw.page_size.is_some()),
+        ("indicator_type", raw.indicator_type.is_some()),
+        ("preset", raw.preset.is_some()),
+        ("column", raw.column.is_some()),
+        ("type_column", raw.type_column.is_some()),
+        ("id_column", raw.id_column.is_some()),
+        ("delimiter", raw.delimiter.is_some()),
+    ];
+    let own: &[&str] = match kind {
+        "taxii11" => &[
+            "hostname",
+            "port",
+            "https",
+            "polling_path",
+            "collection",
+            "username",
+            "password",
+            "password_file",
+            "password_env",
+            "proxy",
+            "ca_file",
+        ],
+        "file" => &["path"],
+        "taxii21" => &["url", "collection", "page_size"],
+        "otx" => &["url", "path", "page_size"],
+        "text" => &["url", "path", "indicator_type"],
+        "csv" => &[
+            "url",
+            "path",
+            "indicator_type",
+            "preset",
+            "column",
+            "type_column",
+            "id_column",
+            "delimiter",
+        ],
+        "misp" => &["url", "path"],
+        // An unknown kind is reported by the caller.
+        _ => return None,
+    };
+    let uses_http = matches!(kind, "taxii21" | "otx" | "text" | "csv" | "misp");
+    set.iter()
+        .filter(|(_, is_set)| *is_set)
+        .map(|(field, _)| *field)
+        .find(|field| !own.contains(field) && !(uses_http && HTTP.contains(field)))
 }
