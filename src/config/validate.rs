@@ -1156,5 +1156,8 @@ fn foreign_key(kind: &str, raw: &RawSource) -> Option<&'static str> {
     set.iter()
         .filter(|(_, is_set)| *is_set)
         .map(|(field, _)| *field)
-        .find(|field| !own.contains(field) && !(uses_http && HTTP.contains(field)))
+        .find(|field| {
+            let used = own.contains(field) || (uses_http && HTTP.contains(field));
+            !used
+        })
 }
