@@ -48,9 +48,11 @@ pub enum ControlError {
     /// No daemon listens: the socket is missing or no process accepts on it.
     #[error("no running daemon responds on {path}: {reason}")]
     NotRunning { path: PathBuf, reason: String },
-    #[error("the daemon did not answer on {path} within {wait:?}")]
+    #[error("cannot connect to {path}: permission denied; run the command as the daemon's user or as root")]
+    Denied { path: PathBuf },
+    #[error("the daemon did not respond on {path} within {wait:?}")]
     Timeout { path: PathBuf, wait: Duration },
-    #[error("invalid answer from the daemon on {path}: {reason}")]
+    #[error("invalid response from the daemon on {path}: {reason}")]
     Protocol { path: PathBuf, reason: String },
     /// The daemon responded with an error.
     #[error("{0}")]
@@ -194,9 +196,15 @@ pub async fn request(
         reason,
     };
     let exchange = async {
-        let mut stream = UnixStream::connect(path)
-            .await
-            .map_err(|e| not_running(e.to_string()))?;
+        let mut stream = UnixStream::connect(path).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ControlError::Denied {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                not_running(e.to_string())
+            }
+        })?;
         let mut line = serde_json::to_string(request).map_err(|e| protocol(e.to_string()))?;
         line.push('\n');
         stream
