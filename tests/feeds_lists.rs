@@ -217,6 +217,31 @@ async fn handle(server: Arc<Server>, mut stream: TcpStream, port: u16) {
         respond(&mut stream, 200, &[], body.to_string().as_bytes()).await;
         return;
     }
+    if path.starts_with("/taxii-date/api1/collections/") {
+        // No `next`: the client must page with X-TAXII-Date-Added-Last.
+        let after = query(&target)
+            .get("added_after")
+            .cloned()
+            .unwrap_or_default();
+        let (more, value, last) = if after.starts_with("2026-02-01T00:00:00") {
+            (false, "192.0.2.102", "2026-02-02T00:00:00.000000Z")
+        } else {
+            (true, "192.0.2.101", "2026-02-01T00:00:00.000000Z")
+        };
+        let body = serde_json::json!({
+            "more": more,
+            "objects": [{
+                "type": "indicator", "spec_version": "2.1",
+                "id": format!("indicator--00000000-0000-4000-8000-000000000{}", &value[8..]),
+                "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+                "pattern": format!("[ipv4-addr:value = '{value}']"), "pattern_type": "stix",
+                "valid_from": chrono::Utc::now().to_rfc3339(),
+            }],
+        });
+        let headers = [("X-TAXII-Date-Added-Last", last.to_string())];
+        respond(&mut stream, 200, &headers, body.to_string().as_bytes()).await;
+        return;
+    }
     if path.starts_with("/taxii-503/") {
         respond(&mut stream, 503, &[], b"{\"title\": \"busy\"}").await;
         return;
@@ -663,4 +688,24 @@ async fn full_poll_skips_validators() {
     assert_eq!(report.counts.unchanged, 2);
     let log = server.log.lock().unwrap().clone();
     assert!(log.get(1).is_some_and(|l| l.contains("inm=- ims=-")));
+}
+
+#[tokio::test]
+async fn taxii21_pages_by_date() {
+    let Some(corpus) = corpus() else { return };
+    let (port, server) = start_server(corpus).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = manager(dir.path(), &taxii21_source(port, "taxii-date"));
+    let report = feeds.poll("t", None).await.unwrap();
+    assert_eq!(report.counts.blocks, 2);
+    assert_eq!(values(&feeds), ["192.0.2.101", "192.0.2.102"]);
+    let log = server.log.lock().unwrap().clone();
+    assert!(log
+        .get(1)
+        .is_some_and(|l| l.contains("added_after=2026-02-01T00%3A00%3A00.000000Z")));
+    let cursor = feeds.statuses().first().and_then(|s| s.cursor);
+    assert_eq!(
+        cursor.map(|c| c.to_rfc3339()),
+        Some("2026-02-02T00:00:00+00:00".to_string())
+    );
 }
