@@ -65,7 +65,13 @@ async fn taxii11_stub() -> u16 {
                 }
             }
             let text = String::from_utf8_lossy(&data).to_string();
-            let (status, body) = if text.starts_with("GET ") {
+            let (status, body) = if text.starts_with("GET /taxii2/") {
+                // An API root on another server, which must not be queried.
+                (
+                    200,
+                    r#"{"api_roots": ["http://other.invalid/api1/"]}"#.to_string(),
+                )
+            } else if text.starts_with("GET ") {
                 (406, "not acceptable".to_string())
             } else if text.starts_with("POST /taxii/discovery") {
                 (200, DISCOVERY.replace("PORT", &port.to_string()))
@@ -104,6 +110,24 @@ async fn taxii11_services_and_collections() {
     let names: Vec<&str> = collections.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["user_tester"]);
     assert_eq!(errors.len(), 0);
+}
+
+#[tokio::test]
+async fn taxii21_other_server_skipped() {
+    let port = taxii11_stub().await;
+    let web = WebClient::new(&HttpSettings::default(), Duration::from_secs(5), 1_000_000).unwrap();
+    let url = format!("http://127.0.0.1:{port}/taxii2/");
+    let discovery = discover::discover(&web, &url).await.unwrap();
+    let Discovery::Taxii21 { api_roots } = discovery else {
+        panic!("not TAXII 2.1: {discovery:?}");
+    };
+    assert_eq!(api_roots.len(), 1);
+    let root = api_roots.first().unwrap();
+    assert_eq!(root.url, "http://other.invalid/api1/");
+    assert!(root
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("not queried with these credentials")));
 }
 
 #[test]

@@ -59,6 +59,16 @@ pub enum Discovery {
     },
 }
 
+/// Returns scheme, host and port of a URL.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let url = url::Url::parse(url).ok()?;
+    Some((
+        url.scheme().to_string(),
+        url.host_str()?.to_string(),
+        url.port_or_known_default()?,
+    ))
+}
+
 fn message_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -153,10 +163,19 @@ pub async fn discover(web: &WebClient, url: &str) -> Result<Discovery, String> {
     })?;
     let mut collections = Vec::new();
     let mut errors = Vec::new();
+    let home = origin(url);
     for service in services
         .iter()
         .filter(|s| s.service_type == "COLLECTION_MANAGEMENT" && !s.address.is_empty())
     {
+        if origin(&service.address) != home {
+            // The credentials are only sent to the server that was asked.
+            errors.push(format!(
+                "{}: on another server than the discovery URL, so it was not queried with these credentials; run discover on it directly",
+                service.address
+            ));
+            continue;
+        }
         let request = format!(
             r#"<taxii_11:Collection_Information_Request {NAMESPACES} message_id="{}"/>"#,
             message_id()

@@ -104,12 +104,25 @@ impl Taxii21Client {
             None => vec![url.to_string()],
         };
         let mut result = Vec::new();
+        let home = origin(url);
         for root in roots {
             let root = if root.ends_with('/') {
                 root
             } else {
                 format!("{root}/")
             };
+            if origin(&root) != home {
+                // The credentials are only sent to the server that was asked.
+                result.push(ApiRoot {
+                    url: root,
+                    title: String::new(),
+                    collections: Vec::new(),
+                    error: Some(
+                        "on another server than the discovery URL, so it was not queried with these credentials; run discover on it directly".to_string(),
+                    ),
+                });
+                continue;
+            }
             let title = match self.get_json(&root).await {
                 Ok((info, _)) => info
                     .get("title")
@@ -261,6 +274,16 @@ impl Taxii21Client {
         }
         Ok(result)
     }
+}
+
+/// Returns scheme, host and port of a URL.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let url = url::Url::parse(url).ok()?;
+    Some((
+        url.scheme().to_string(),
+        url.host_str()?.to_string(),
+        url.port_or_known_default()?,
+    ))
 }
 
 /// Resolves a possibly relative API root against the discovery URL.
