@@ -161,3 +161,26 @@ fn cli_discovers_medallion() {
         "{text}"
     );
 }
+
+/// Runs against the OpenTAXII peer of `scripts/test-peers.sh` (collection
+/// user_AlienVault, user otx-api-key-0001 with any password).
+#[test]
+fn cli_discovers_opentaxii() {
+    if std::env::var_os("IOC_MILTER_E2E").is_none() {
+        println!("skipping: IOC_MILTER_E2E is not set (run scripts/test.sh)");
+        return;
+    }
+    let base = std::env::var("IOC_MILTER_TAXII11_URL").unwrap_or("http://127.0.0.1:9000".into());
+    let url = format!("{}/taxii/discovery", base.trim_end_matches('/'));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+        .args(["discover", &url, "--username", "otx-api-key-0001"])
+        .args(["--password-env", "OPENTAXII_TEST_PASSWORD"])
+        .env("OPENTAXII_TEST_PASSWORD", "any")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("TAXII 1.1 server at"), "{text}");
+    assert!(text.contains("service POLL"), "{text}");
+    assert!(text.contains("collection user_AlienVault"), "{text}");
+}
