@@ -67,6 +67,11 @@ install_packages() {
     else
         log "installing OpenTAXII into $VENV"
         mkdir -p "$PEERS_DIR"
+        # Debian's own python3 has no ensurepip until python3-venv is installed.
+        if ! "$PYTHON" -c "import ensurepip" >/dev/null 2>&1; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        fi
         "$PYTHON" -m venv "$VENV"
         "$VENV/bin/pip" install --quiet --disable-pip-version-check \
             opentaxii==0.9.3 gunicorn==27.0.1
