@@ -1,1 +1,145 @@
-//! Command-line definitions.
+//! Command-line definitions (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A milter for Postfix and Sendmail that checks mail against threat
+/// intelligence feeds (TAXII 1.1 / STIX 1.x) and rejects, quarantines or tags
+/// what matches.
+#[derive(Debug, Parser)]
+#[command(name = "ioc-milter", version, about)]
+pub struct Cli {
+    /// Configuration file [default: $IOC_MILTER_CONFIG, else
+    /// /etc/ioc-milter/ioc-milter.toml].
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `ioc_milter=debug` [default: $RUST_LOG, else info].
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the milter and the feed pollers in the foreground.
+    Run,
+    /// Run the embedded demo: write demo indicators and messages, load them,
+    /// judge the messages, then serve the milter until interrupted.
+    Demo(DemoArgs),
+    /// Validate the configuration file and print a summary.
+    CheckConfig,
+    /// Poll sources now and print the counts; the result is saved in the
+    /// state directory, where a restarted daemon finds it.
+    Poll(PollArgs),
+    /// Show each source's state from the state directory.
+    Sources(JsonArg),
+    /// Show which indicators match a value (IP, domain, URL, hash or email).
+    Lookup(LookupArgs),
+    /// Judge message files offline. Exit status: 0 no match, 1 a match, 2 error.
+    Check(CheckArgs),
+    /// Search and summarize the match log.
+    Matches(MatchesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's files, state and match log.
+    #[arg(long, default_value = "ioc-milter-demo")]
+    pub dir: PathBuf,
+    /// Judge the demo messages and exit instead of serving the milter.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PollArgs {
+    /// Poll only this source (default: every source that is not suspended).
+    pub source: Option<String>,
+    /// Full poll: reload the whole age window and replace the source's set.
+    #[arg(long)]
+    pub full: bool,
+    /// Print one JSON object per source.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// The value: an IP address, domain, URL, MD5/SHA-1/SHA-256 hash or email
+    /// address.
+    pub value: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Message files (RFC 5322, .eml).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON object per message.
+    #[arg(long)]
+    pub json: bool,
+    /// Client IP to assume, as if the message came from it over SMTP.
+    #[arg(long, value_name = "IP")]
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Envelope sender to assume (default: the Return-Path header).
+    #[arg(long, value_name = "ADDRESS")]
+    pub sender: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MatchesArgs {
+    /// Only entries at or after this time (RFC 3339, or a duration such as
+    /// `24h` meaning that long ago).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only entries before this time (RFC 3339, or a duration ago).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only entries with a match from this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only entries with this verdict (accept, tag, quarantine, tempfail,
+    /// reject, discard).
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Only entries with a match whose indicator or observable contains this
+    /// text.
+    #[arg(long)]
+    pub indicator: Option<String>,
+    /// Only entries whose envelope sender contains this text.
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// Print a summary (counts by verdict, source, indicator, sender).
+    #[arg(long)]
+    pub summary: bool,
+    /// Print the matching entries as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Read this match log instead of the configured one.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}

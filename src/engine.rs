@@ -171,7 +171,13 @@ impl Engine {
         }
     }
 
-    fn record(&self, conn: &ConnectionFacts, envelope: &Envelope, evaluation: &Evaluation, stage: &str) {
+    fn record(
+        &self,
+        conn: &ConnectionFacts,
+        envelope: &Envelope,
+        evaluation: &Evaluation,
+        stage: &str,
+    ) {
         if evaluation.matches.is_empty() {
             return;
         }
@@ -216,8 +222,9 @@ impl Engine {
             Action::Tag | Action::Quarantine => {
                 verdict.headers = match_headers(evaluation);
                 if action == Action::Quarantine {
-                    verdict.quarantine_reason =
-                        Some(format!("ioc-milter: matched threat indicator (reference {reference})"));
+                    verdict.quarantine_reason = Some(format!(
+                        "ioc-milter: matched threat indicator (reference {reference})"
+                    ));
                 }
             }
             Action::Accept | Action::Discard => {}
@@ -251,7 +258,13 @@ fn match_headers(evaluation: &Evaluation) -> Vec<(String, String)> {
 /// Keeps header values on one line of printable ASCII.
 fn sanitize_header(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(300)
         .collect()
 }
@@ -289,10 +302,17 @@ impl Judge for Engine {
         let evaluation = self.evaluate(conn, envelope, Some(message));
         let queue_id = envelope.queue_id.as_deref().unwrap_or("NOQUEUE");
         if truncated {
-            tracing::info!(queue_id, "{queue_id}: message larger than the scan limit; only its start was scanned");
+            tracing::info!(
+                queue_id,
+                "{queue_id}: message larger than the scan limit; only its start was scanned"
+            );
         }
         for limit in &evaluation.limits_hit {
-            tracing::info!(queue_id, limit, "{queue_id}: extraction limit {limit} reached");
+            tracing::info!(
+                queue_id,
+                limit,
+                "{queue_id}: extraction limit {limit} reached"
+            );
         }
         self.record(conn, envelope, &evaluation, "end-of-message");
         self.verdict(&evaluation)

@@ -109,8 +109,9 @@ impl Secret {
             Secret::File(path) => std::fs::read_to_string(path)
                 .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| format!("cannot read password file {}: {e}", path.display())),
-            Secret::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set")),
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
         }
     }
 }
@@ -221,3 +222,6 @@ pub fn resolve_path(argument: Option<&Path>) -> PathBuf {
         _ => PathBuf::from(DEFAULT_PATH),
     }
 }
+
+#[cfg(test)]
+mod tests;

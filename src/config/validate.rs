@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawSource};
 use super::{
-    Config, FileSource, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig,
-    SourceKind, StateConfig, Taxii11Source,
+    Config, FileSource, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig, SourceKind,
+    StateConfig, Taxii11Source,
 };
 use crate::extract::Limits;
 use crate::index::IndicatorType;
@@ -215,7 +215,10 @@ impl Validator {
                 ),
             )
         };
-        if let Some(path) = text.strip_prefix("unix:").or_else(|| text.strip_prefix("local:")) {
+        if let Some(path) = text
+            .strip_prefix("unix:")
+            .or_else(|| text.strip_prefix("local:"))
+        {
             if !path.starts_with('/') {
                 return Err(invalid());
             }
@@ -295,7 +298,13 @@ impl Validator {
                 1,
                 100_000,
             )?,
-            max_urls: self.count("limits.max_urls", raw.max_urls, default.max_urls, 1, 1_000_000)?,
+            max_urls: self.count(
+                "limits.max_urls",
+                raw.max_urls,
+                default.max_urls,
+                1,
+                1_000_000,
+            )?,
             max_nesting: self.count(
                 "limits.max_nesting",
                 raw.max_nesting,
@@ -356,10 +365,12 @@ impl Validator {
 
     fn source(&mut self, index: usize, raw: RawSource) -> Result<SourceConfig, ConfigError> {
         let position = format!("source[{}]", index + 1);
-        let name = raw
-            .name
-            .clone()
-            .ok_or_else(|| self.error(&format!("{position}.name"), "missing; every [[source]] needs a name"))?;
+        let name = raw.name.clone().ok_or_else(|| {
+            self.error(
+                &format!("{position}.name"),
+                "missing; every [[source]] needs a name",
+            )
+        })?;
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && name
@@ -428,9 +439,10 @@ impl Validator {
         )?;
         let action = self.action(&key("action"), raw.action.as_deref())?;
 
-        let kind_name = raw.kind.clone().ok_or_else(|| {
-            self.error(&key("kind"), "missing; allowed kinds: taxii11, file")
-        })?;
+        let kind_name = raw
+            .kind
+            .clone()
+            .ok_or_else(|| self.error(&key("kind"), "missing; allowed kinds: taxii11, file"))?;
         let kind = match kind_name.as_str() {
             "taxii11" => SourceKind::Taxii11(self.taxii11(&name, &raw)?),
             "file" => {
@@ -475,7 +487,10 @@ impl Validator {
             .clone()
             .filter(|h| !h.trim().is_empty())
             .ok_or_else(|| {
-                self.error(&key("hostname"), "missing; e.g. hostname = \"otx.alienvault.com\"")
+                self.error(
+                    &key("hostname"),
+                    "missing; e.g. hostname = \"otx.alienvault.com\"",
+                )
             })?;
         if hostname.contains('/') || hostname.contains(' ') || hostname.contains("://") {
             return Err(self.error(
@@ -502,11 +517,16 @@ impl Validator {
                 ))
             }
         };
-        let polling_path = raw.polling_path.clone().unwrap_or_else(|| "/taxii/poll".into());
+        let polling_path = raw
+            .polling_path
+            .clone()
+            .unwrap_or_else(|| "/taxii/poll".into());
         if !polling_path.starts_with('/') {
             return Err(self.error(
                 &key("polling_path"),
-                format!("invalid path {polling_path:?}; it must start with '/', e.g. \"/taxii/poll\""),
+                format!(
+                    "invalid path {polling_path:?}; it must start with '/', e.g. \"/taxii/poll\""
+                ),
             ));
         }
         let collection = raw
@@ -514,7 +534,10 @@ impl Validator {
             .clone()
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| {
-                self.error(&key("collection"), "missing; e.g. collection = \"user_AlienVault\"")
+                self.error(
+                    &key("collection"),
+                    "missing; e.g. collection = \"user_AlienVault\"",
+                )
             })?;
 
         let given: Vec<&str> = [
@@ -529,7 +552,10 @@ impl Validator {
         if given.len() > 1 {
             return Err(self.error(
                 &key(given[1]),
-                format!("set only one of password, password_file and password_env (found {})", given.join(", ")),
+                format!(
+                    "set only one of password, password_file and password_env (found {})",
+                    given.join(", ")
+                ),
             ));
         }
         let password = if let Some(value) = &raw.password {
@@ -546,7 +572,9 @@ impl Validator {
             }
             Some(Secret::File(path))
         } else {
-            raw.password_env.as_ref().map(|name| Secret::Env(name.clone()))
+            raw.password_env
+                .as_ref()
+                .map(|name| Secret::Env(name.clone()))
         };
         if password.is_some() && raw.username.is_none() {
             return Err(self.error(
@@ -558,7 +586,9 @@ impl Validator {
             if url::Url::parse(proxy).is_err() {
                 return Err(self.error(
                     &key("proxy"),
-                    format!("invalid proxy URL {proxy:?}; write e.g. \"http://proxy.example.net:3128\""),
+                    format!(
+                        "invalid proxy URL {proxy:?}; write e.g. \"http://proxy.example.net:3128\""
+                    ),
                 ));
             }
         }

@@ -80,7 +80,10 @@ impl fmt::Display for Location {
             Location::Header(name) => write!(f, "header:{name}"),
             Location::Received(hop) => write!(f, "received:{hop}"),
             Location::BodyPart(n) => write!(f, "body-part:{n}"),
-            Location::Attachment { index, name: Some(name) } => {
+            Location::Attachment {
+                index,
+                name: Some(name),
+            } => {
                 write!(f, "attachment:{index}:{name}")
             }
             Location::Attachment { index, name: None } => write!(f, "attachment:{index}"),

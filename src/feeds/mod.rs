@@ -58,3 +58,4 @@ pub struct SourceSet {
     pub last_success: Option<DateTime<Utc>>,
     pub last_full_poll: Option<DateTime<Utc>>,
 }
+pub mod manager;

@@ -105,7 +105,11 @@ pub fn domain(text: &str) -> Result<String, NormalizeError> {
     let ascii = idna::domain_to_ascii(trimmed)
         .map_err(|_| NormalizeError::new("domain", text, "not a valid internationalized name"))?;
     if ascii.len() > 253 {
-        return Err(NormalizeError::new("domain", text, "longer than 253 characters"));
+        return Err(NormalizeError::new(
+            "domain",
+            text,
+            "longer than 253 characters",
+        ));
     }
     let mut labels = 0;
     for label in ascii.split('.') {
@@ -175,7 +179,7 @@ pub fn email(text: &str) -> Result<String, NormalizeError> {
 pub fn hash(text: &str) -> Result<HashValue, NormalizeError> {
     let trimmed = text.trim();
     let mut bytes = vec![0u8; trimmed.len() / 2];
-    if trimmed.len() % 2 != 0 || hex::decode_to_slice(trimmed, &mut bytes).is_err() {
+    if !trimmed.len().is_multiple_of(2) || hex::decode_to_slice(trimmed, &mut bytes).is_err() {
         return Err(NormalizeError::new(
             "hash",
             text,
@@ -279,7 +283,10 @@ fn normalize_percent_escapes(text: &str) -> String {
                 continue;
             }
         }
-        let ch = text[i..].chars().next().expect("index is on a char boundary");
+        let ch = text[i..]
+            .chars()
+            .next()
+            .expect("index is on a char boundary");
         out.push(ch);
         i += ch.len_utf8();
     }
@@ -293,15 +300,24 @@ mod tests {
     #[test]
     fn url_canonical_forms() {
         let cases = [
-            ("HTTP://Example.COM:80/a/./b/../c#frag", "http://example.com/a/c"),
+            (
+                "HTTP://Example.COM:80/a/./b/../c#frag",
+                "http://example.com/a/c",
+            ),
             ("https://example.com:443", "https://example.com/"),
             ("example.com/path?q=1", "http://example.com/path?q=1"),
             ("http://example.com./x", "http://example.com/x"),
-            ("http://example.com/%7euser/%2f", "http://example.com/~user/%2F"),
+            (
+                "http://example.com/%7euser/%2f",
+                "http://example.com/~user/%2F",
+            ),
             ("http://0xC0000201/", "http://192.0.2.1/"),
             ("http://3221225985/", "http://192.0.2.1/"),
             ("http://bücher.example/", "http://xn--bcher-kva.example/"),
-            ("http://user@evil.example.com/", "http://user@evil.example.com/"),
+            (
+                "http://user@evil.example.com/",
+                "http://user@evil.example.com/",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(url(input).unwrap(), expected, "input {input}");
@@ -332,7 +348,10 @@ mod tests {
 
     #[test]
     fn hash_lengths() {
-        assert!(matches!(hash("aaf4052103a199c73bf5f7abf235a7d6"), Ok(HashValue::Md5(_))));
+        assert!(matches!(
+            hash("aaf4052103a199c73bf5f7abf235a7d6"),
+            Ok(HashValue::Md5(_))
+        ));
         assert!(matches!(
             hash("1BFBCBDBC9279D804D7C253ED16647BBF2742A64201D88303C4D99479096E02C"),
             Ok(HashValue::Sha256(_))
@@ -343,7 +362,10 @@ mod tests {
 
     #[test]
     fn email_normal_form() {
-        assert_eq!(email("<Bad.Guy@Evil.Example.NET>").unwrap(), "bad.guy@evil.example.net");
+        assert_eq!(
+            email("<Bad.Guy@Evil.Example.NET>").unwrap(),
+            "bad.guy@evil.example.net"
+        );
         assert!(email("no-at-sign").is_err());
     }
 }

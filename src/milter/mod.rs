@@ -62,3 +62,4 @@ pub trait Judge: Send + Sync + 'static {
     /// the log.
     fn fallback(&self, conn: &ConnectionFacts, envelope: &Envelope, reason: &str) -> Verdict;
 }
+pub mod server;

@@ -1,1 +1,0 @@
-//! Wiring: pollers, the shared index, the milter server, signals.

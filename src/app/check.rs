@@ -1,0 +1,227 @@
+//! `check` (offline verdicts for message files) and `lookup`.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+
+use super::{offline_engine, open_feeds};
+use crate::cli::{CheckArgs, LookupArgs};
+use crate::config::Config;
+use crate::engine::{Engine, Evaluation};
+use crate::extract::{ConnectionFacts, Envelope, ObservableValue};
+use crate::index::normalize;
+
+/// Judges each file. The exit status is 0 when no message matched and 1 when
+/// any did, or 2 when a file or the index could not be read.
+pub fn check_files(config: &Config, args: CheckArgs) -> ExitCode {
+    let engine = match open_feeds(config) {
+        Ok(feeds) => {
+            feeds.load_state();
+            offline_engine(config, &feeds)
+        }
+        Err(error) => {
+            eprintln!("ioc-milter: error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut any_match = false;
+    let mut any_error = false;
+    for file in &args.files {
+        match check_file(&engine, file, &args) {
+            Ok(evaluation) => {
+                any_match |= !evaluation.matches.is_empty();
+                print_evaluation(&engine, file, &evaluation, args.json);
+            }
+            Err(error) => {
+                any_error = true;
+                if args.json {
+                    println!("{}", json!({"file": file, "error": format!("{error:#}")}));
+                } else {
+                    eprintln!("{}: error: {error:#}", file.display());
+                }
+            }
+        }
+    }
+    if any_error {
+        ExitCode::from(2)
+    } else if any_match {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_file(engine: &Engine, file: &Path, args: &CheckArgs) -> Result<Evaluation> {
+    let raw =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let conn = ConnectionFacts {
+        client_ip: args.client_ip,
+        ..ConnectionFacts::default()
+    };
+    let envelope = Envelope {
+        sender: args.sender.clone().or_else(|| return_path(&raw)),
+        ..Envelope::default()
+    };
+    Ok(engine.evaluate(&conn, &envelope, Some(&raw)))
+}
+
+fn print_evaluation(engine: &Engine, file: &Path, evaluation: &Evaluation, as_json: bool) {
+    let conn = ConnectionFacts::default();
+    let entry = engine.log_entry(&conn, &Envelope::default(), evaluation, "check");
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "file": file,
+                "verdict": entry.verdict,
+                "policy_verdict": entry.policy_verdict,
+                "subject": entry.subject,
+                "message_id": entry.message_id,
+                "matches": entry.matches,
+            })
+        );
+        return;
+    }
+    if entry.matches.is_empty() {
+        println!("{}: accept (no match)", file.display());
+        return;
+    }
+    let monitor = if entry.monitor {
+        format!(" (monitor mode; policy says {})", entry.policy_verdict)
+    } else {
+        String::new()
+    };
+    println!(
+        "{}: {}{monitor}, {} match(es)",
+        file.display(),
+        entry.verdict,
+        entry.matches.len()
+    );
+    for found in &entry.matches {
+        println!(
+            "  {} {} at {} matches {} from {} (id {}{}) -> {}",
+            found.kind,
+            found.observable,
+            found.location,
+            found.indicator,
+            found.source,
+            found.indicator_id,
+            found
+                .title
+                .as_deref()
+                .map(|t| format!(", {t:?}"))
+                .unwrap_or_default(),
+            found.action
+        );
+    }
+}
+
+/// Returns the address of the first `Return-Path` header, which records
+/// the envelope sender of a delivered message.
+fn return_path(raw: &[u8]) -> Option<String> {
+    let end = find_header_end(raw);
+    let headers = String::from_utf8_lossy(&raw[..end]);
+    for line in headers.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("return-path") {
+            let address = value
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .trim();
+            return (!address.is_empty()).then(|| address.to_string());
+        }
+    }
+    None
+}
+
+fn find_header_end(raw: &[u8]) -> usize {
+    for (i, window) in raw.windows(2).enumerate() {
+        if window == b"\n\n" {
+            return i;
+        }
+        if window == b"\n\r" && raw.get(i + 2) == Some(&b'\n') {
+            return i;
+        }
+    }
+    raw.len()
+}
+
+/// Reads a lookup value as the observable type it looks like.
+fn parse_lookup_value(text: &str) -> Result<ObservableValue> {
+    let text = text.trim();
+    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(ObservableValue::Ip(normalize::fold_mapped_ipv4(ip)));
+    }
+    if text.contains("://") {
+        return Ok(ObservableValue::Url(normalize::url(text)?));
+    }
+    if text.contains('@') {
+        return Ok(ObservableValue::Email(normalize::email(text)?));
+    }
+    let is_hex = !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex && matches!(text.len(), 32 | 40 | 64) {
+        return Ok(ObservableValue::Hash(normalize::hash(text)?));
+    }
+    match normalize::domain(text) {
+        Ok(domain) => Ok(ObservableValue::Domain(domain)),
+        Err(_) => bail!(
+            "cannot read {text:?} as an IP address, URL (with scheme), email address, MD5/SHA-1/SHA-256 hash or domain name"
+        ),
+    }
+}
+
+pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
+    let value = parse_lookup_value(&args.value)?;
+    let feeds = open_feeds(config)?;
+    feeds.load_state();
+    let engine = offline_engine(config, &feeds);
+    let index = engine.index();
+    let found = index.lookup(&value);
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "value": value.to_string(),
+                "type": value.kind(),
+                "matches": found,
+            })
+        );
+    } else if found.is_empty() {
+        println!("{} {value}: no indicator matches", value.kind());
+    } else {
+        println!(
+            "{} {value}: {} indicator(s) match",
+            value.kind(),
+            found.len()
+        );
+        for indicator in &found {
+            println!(
+                "  {} from {} (id {}{}{})",
+                indicator.value,
+                indicator.source,
+                indicator.id,
+                indicator
+                    .package_id
+                    .as_deref()
+                    .map(|p| format!(", package {p}"))
+                    .unwrap_or_default(),
+                indicator
+                    .title
+                    .as_deref()
+                    .map(|t| format!(", {t:?}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,160 @@
+//! `run`: the milter and the feed pollers in one process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use super::{build_snapshot, format_counts, open_feeds, reply_texts};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::feeds::manager::FeedManager;
+use crate::matchlog::MatchLog;
+use crate::milter::server::{serve, Listener, ServerConfig};
+use crate::milter::Judge;
+
+/// How long the feed pollers get to stop after a shutdown signal.
+const FEED_STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn run(config: Config) -> Result<()> {
+    tracing::info!(
+        "ioc-milter {} starting with {}",
+        env!("CARGO_PKG_VERSION"),
+        config.path.display()
+    );
+    let feeds = open_feeds(&config)?;
+    let loaded = feeds.load_state();
+    tracing::info!(
+        "loaded {loaded} indicators of {} source(s) from the state directory {}",
+        config.sources.len(),
+        config.state.directory.display()
+    );
+
+    let match_log = MatchLog::open(&config.match_log.path).with_context(|| {
+        format!(
+            "cannot open the match log {}",
+            config.match_log.path.display()
+        )
+    })?;
+    let engine = Arc::new(Engine::new(
+        config.policy.clone(),
+        config.limits.clone(),
+        reply_texts(&config),
+        Some(match_log),
+    ));
+    rebuild_index(&engine, &feeds);
+
+    let listener = Listener::bind(&config.milter.listen, config.milter.socket_mode)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
+    tracing::info!("milter listening on {}", config.milter.listen);
+
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let on_change: Arc<dyn Fn() + Send + Sync> = {
+        let engine = Arc::clone(&engine);
+        let feeds = Arc::clone(&feeds);
+        Arc::new(move || rebuild_index(&engine, &feeds))
+    };
+    let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
+    let signal_task = tokio::spawn(handle_signals(
+        config.clone(),
+        Arc::clone(&engine),
+        shutdown_sender,
+    ));
+
+    let judge: Arc<dyn Judge> = engine.clone();
+    let mut stop = shutdown.clone();
+    let served = serve(
+        listener,
+        judge,
+        ServerConfig::from_config(&config),
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        },
+    )
+    .await;
+
+    signal_task.abort();
+    if tokio::time::timeout(FEED_STOP_GRACE, feed_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("feed pollers did not stop within {FEED_STOP_GRACE:?}; exiting anyway");
+    }
+    served.context("the milter server failed")?;
+    tracing::info!("ioc-milter stopped");
+    Ok(())
+}
+
+/// Rebuilds the index from every source's current set and swaps it in.
+fn rebuild_index(engine: &Engine, feeds: &FeedManager) {
+    let started = Instant::now();
+    let snapshot = build_snapshot(feeds);
+    let summary = format_counts(&snapshot);
+    let total = snapshot.len();
+    engine.swap_index(snapshot);
+    tracing::info!(
+        indicators = total,
+        "index swapped in: {total} indicators ({summary}), built in {} ms",
+        started.elapsed().as_millis()
+    );
+}
+
+/// SIGTERM and SIGINT stop the daemon; SIGHUP re-reads the policy from the
+/// configuration file; SIGUSR1 reopens the match log for log rotation.
+async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Sender<bool>) {
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    );
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = streams else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("received SIGTERM, shutting down");
+                let _ = shutdown.send(true);
+                return;
+            }
+            _ = int.recv() => {
+                tracing::info!("received SIGINT, shutting down");
+                let _ = shutdown.send(true);
+                return;
+            }
+            _ = hup.recv() => reload_policy(&config, &engine),
+            _ = usr1.recv() => {
+                if let Some(log) = engine.match_log() {
+                    match log.reopen() {
+                        Ok(()) => tracing::info!("received SIGUSR1, reopened the match log {}", log.path().display()),
+                        Err(error) => tracing::error!(%error, "received SIGUSR1, cannot reopen the match log {}", log.path().display()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies the `[policy]` of a re-read configuration; a bad file keeps the
+/// running policy.
+// NOTE: only the policy is reloaded; changed sources, limits or the listen
+// address need a restart.
+fn reload_policy(config: &Config, engine: &Engine) {
+    match crate::config::load(&config.path) {
+        Ok(new_config) => {
+            engine.set_policy(new_config.policy);
+            tracing::info!(
+                "received SIGHUP, reloaded the policy from {}; changes to sources, limits and listen need a restart",
+                config.path.display()
+            );
+        }
+        Err(error) => tracing::error!(
+            "received SIGHUP, keeping the running configuration because the file is invalid: {error}"
+        ),
+    }
+}

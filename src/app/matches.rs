@@ -1,0 +1,200 @@
+//! `matches`: search and summarize the match log.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
+
+use crate::cli::MatchesArgs;
+use crate::config::Config;
+use crate::matchlog::{self, LogEntry};
+use crate::policy::Action;
+
+/// How many rows each top list of the summary shows.
+const SUMMARY_TOP: usize = 10;
+
+pub fn run(config: &Config, args: MatchesArgs) -> Result<ExitCode> {
+    let path = args
+        .log
+        .clone()
+        .unwrap_or_else(|| config.match_log.path.clone());
+    let filter = Filter::from_args(&args, Utc::now())?;
+    let (entries, invalid) = matchlog::read_entries(&path)
+        .with_context(|| format!("cannot read the match log {}", path.display()))?;
+    if invalid > 0 {
+        tracing::warn!(
+            "skipped {invalid} line(s) of {} that are not match log entries",
+            path.display()
+        );
+    }
+    let selected: Vec<&LogEntry> = entries.iter().filter(|e| filter.accepts(e)).collect();
+    if args.summary {
+        print_summary(&selected);
+    } else if args.json {
+        for entry in &selected {
+            println!("{}", serde_json::to_string(entry)?);
+        }
+    } else {
+        print_table(&selected);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The filters of the `matches` command; every given filter must hold.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub source: Option<String>,
+    pub verdict: Option<Action>,
+    pub indicator: Option<String>,
+    pub sender: Option<String>,
+}
+
+impl Filter {
+    fn from_args(args: &MatchesArgs, now: DateTime<Utc>) -> Result<Filter> {
+        let verdict = args
+            .verdict
+            .as_deref()
+            .map(|v| v.parse::<Action>().map_err(|e| anyhow!("--verdict: {e}")))
+            .transpose()?;
+        Ok(Filter {
+            since: args
+                .since
+                .as_deref()
+                .map(|t| parse_time("--since", t, now))
+                .transpose()?,
+            until: args
+                .until
+                .as_deref()
+                .map(|t| parse_time("--until", t, now))
+                .transpose()?,
+            source: args.source.clone(),
+            verdict,
+            indicator: args.indicator.as_ref().map(|s| s.to_lowercase()),
+            sender: args.sender.as_ref().map(|s| s.to_lowercase()),
+        })
+    }
+
+    pub fn accepts(&self, entry: &LogEntry) -> bool {
+        if self.since.is_some_and(|since| entry.time < since) {
+            return false;
+        }
+        if self.until.is_some_and(|until| entry.time >= until) {
+            return false;
+        }
+        if let Some(source) = &self.source {
+            if !entry.matches.iter().any(|m| &m.source == source) {
+                return false;
+            }
+        }
+        if let Some(verdict) = self.verdict {
+            if entry.verdict != verdict.as_str() {
+                return false;
+            }
+        }
+        if let Some(needle) = &self.indicator {
+            let hit = entry.matches.iter().any(|m| {
+                m.indicator.to_lowercase().contains(needle)
+                    || m.observable.to_lowercase().contains(needle)
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(needle) = &self.sender {
+            let sender = entry.sender.as_deref().unwrap_or_default().to_lowercase();
+            if !sender.contains(needle) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Reads an RFC 3339 time, or a duration meaning that long before `now`.
+fn parse_time(option: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = chrono::Duration::from_std(ago)
+            .map_err(|_| anyhow!("{option}: duration {text:?} is too long"))?;
+        return Ok(now - ago);
+    }
+    Err(anyhow!(
+        "{option}: invalid time {text:?}; write an RFC 3339 time such as 2026-12-01T00:00:00Z or a duration such as 24h"
+    ))
+}
+
+fn print_table(entries: &[&LogEntry]) {
+    if entries.is_empty() {
+        println!("no matching entries");
+        return;
+    }
+    for entry in entries {
+        println!(
+            "{} {:<10} {} ref {} from {} to {} subject {:?}",
+            entry.time.format("%Y-%m-%d %H:%M:%S"),
+            entry.verdict,
+            entry.queue_id.as_deref().unwrap_or("NOQUEUE"),
+            entry.reference,
+            entry.sender.as_deref().unwrap_or("<>"),
+            entry.recipients.join(","),
+            entry.subject.as_deref().unwrap_or("")
+        );
+        for found in &entry.matches {
+            println!(
+                "    {} {} at {} matches {} ({}, id {})",
+                found.kind,
+                found.observable,
+                found.location,
+                found.indicator,
+                found.source,
+                found.indicator_id
+            );
+        }
+    }
+}
+
+fn print_summary(entries: &[&LogEntry]) {
+    let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut indicators: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut senders: BTreeMap<&str, usize> = BTreeMap::new();
+    for entry in entries {
+        *verdicts.entry(entry.verdict.as_str()).or_default() += 1;
+        *senders
+            .entry(entry.sender.as_deref().unwrap_or("<>"))
+            .or_default() += 1;
+        for found in &entry.matches {
+            *sources.entry(found.source.as_str()).or_default() += 1;
+            *indicators.entry(found.indicator.as_str()).or_default() += 1;
+        }
+    }
+    println!("{} matched message(s)", entries.len());
+    if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+        println!(
+            "from {} to {}",
+            first.time.to_rfc3339(),
+            last.time.to_rfc3339()
+        );
+    }
+    print_top("verdicts", &verdicts);
+    print_top("sources (matches)", &sources);
+    print_top("indicators (matches)", &indicators);
+    print_top("senders (messages)", &senders);
+}
+
+fn print_top(title: &str, counts: &BTreeMap<&str, usize>) {
+    println!("{title}:");
+    let mut rows: Vec<(&str, usize)> = counts.iter().map(|(k, v)| (*k, *v)).collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (name, count) in rows.iter().take(SUMMARY_TOP) {
+        println!("  {count:>6}  {name}");
+    }
+    if rows.len() > SUMMARY_TOP {
+        println!("  ({} more)", rows.len() - SUMMARY_TOP);
+    }
+}

@@ -1,0 +1,128 @@
+//! Wiring: configuration, logging, the feed manager, the shared index, the
+//! milter server and signals. Every command of the binary starts here.
+
+mod check;
+mod daemon;
+mod demo;
+mod matches;
+mod sources;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::config::{self, Config};
+use crate::engine::{Engine, ReplyTexts};
+use crate::feeds::manager::FeedManager;
+use crate::index::Snapshot;
+use crate::store::Store;
+
+/// Runs one command; the returned code is the process exit status.
+pub fn try_main(cli: Cli) -> Result<ExitCode> {
+    init_logging(cli.log_format, cli.log_level.as_deref());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        command => {
+            let config = load_config(cli.config.as_deref())?;
+            runtime.block_on(dispatch(command, config))
+        }
+    }
+}
+
+async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
+    match command {
+        Command::Run => daemon::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig => sources::check_config(&config),
+        Command::Poll(args) => sources::poll(&config, args).await,
+        Command::Sources(args) => sources::show(&config, args.json),
+        Command::Lookup(args) => check::lookup(&config, args),
+        Command::Check(args) => Ok(check::check_files(&config, args)),
+        Command::Matches(args) => matches::run(&config, args),
+        Command::Demo(_) => {
+            unreachable!("the demo command is dispatched before the configuration is read")
+        }
+    }
+}
+
+fn load_config(argument: Option<&Path>) -> Result<Config> {
+    let path: PathBuf = config::resolve_path(argument);
+    let config = config::load(&path)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(level),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialization (tests calling try_main twice) is harmless.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Opens the state directory and loads every source's last good set.
+fn open_feeds(config: &Config) -> Result<Arc<FeedManager>> {
+    let store = Store::open(&config.state.directory).with_context(|| {
+        format!(
+            "cannot open the state directory {}",
+            config.state.directory.display()
+        )
+    })?;
+    let feeds = FeedManager::new(config.sources.clone(), store)?;
+    Ok(Arc::new(feeds))
+}
+
+/// Builds an index snapshot from the feed manager's current sets.
+fn build_snapshot(feeds: &FeedManager) -> Snapshot {
+    let indicators = feeds.indicators();
+    Snapshot::build(indicators.iter())
+}
+
+/// Creates an engine for offline commands (`check`, `lookup`, the demo),
+/// with no match log and the index from the state directory.
+fn offline_engine(config: &Config, feeds: &FeedManager) -> Engine {
+    let engine = Engine::new(
+        config.policy.clone(),
+        config.limits.clone(),
+        reply_texts(config),
+        None,
+    );
+    engine.swap_index(build_snapshot(feeds));
+    engine
+}
+
+fn reply_texts(config: &Config) -> ReplyTexts {
+    ReplyTexts {
+        reject: config.milter.reject_text.clone(),
+        tempfail: config.milter.tempfail_text.clone(),
+    }
+}
+
+/// Formats index counts by type as `ip 3, domain 2, ...`.
+fn format_counts(snapshot: &Snapshot) -> String {
+    let counts = snapshot.counts_by_type();
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,155 @@
+//! `check-config`, `poll` and `sources`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+
+use super::open_feeds;
+use crate::config::{Config, SourceKind};
+use crate::feeds::PollMode;
+
+pub fn check_config(config: &Config) -> Result<ExitCode> {
+    println!("{}: configuration is valid", config.path.display());
+    println!("  milter listen: {}", config.milter.listen);
+    println!("  state directory: {}", config.state.directory.display());
+    println!("  match log: {}", config.match_log.path.display());
+    let policy = &config.policy;
+    let per_type: Vec<String> = policy
+        .per_type
+        .iter()
+        .map(|(kind, action)| format!("{kind}={action}"))
+        .collect();
+    println!(
+        "  policy: default={} {} monitor={} fallback={}",
+        policy.default,
+        per_type.join(" "),
+        policy.monitor,
+        policy.fallback
+    );
+    for source in &config.sources {
+        let target = match &source.kind {
+            SourceKind::Taxii11(taxii) => {
+                format!("{} collection {}", taxii.poll_url(), taxii.collection)
+            }
+            SourceKind::File(file) => file.path.display().to_string(),
+        };
+        println!(
+            "  source {} ({}): {}; every {}, age {}{}",
+            source.name,
+            source.kind.name(),
+            target,
+            humantime::format_duration(source.polling_interval),
+            humantime::format_duration(source.age),
+            if source.suspended { ", suspended" } else { "" }
+        );
+    }
+    for warning in &config.warnings {
+        println!("  warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn poll(config: &Config, args: crate::cli::PollArgs) -> Result<ExitCode> {
+    let names: Vec<String> = match &args.source {
+        Some(name) => {
+            if config.source(name).is_none() {
+                let known: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "source {name:?} not found in {}; configured sources: {}",
+                    config.path.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+            vec![name.clone()]
+        }
+        None => config
+            .sources
+            .iter()
+            .filter(|source| !source.suspended)
+            .map(|source| source.name.clone())
+            .collect(),
+    };
+    let feeds = open_feeds(config)?;
+    feeds.load_state();
+    let mode = args.full.then_some(PollMode::Full);
+    let mut failed = false;
+    for name in names {
+        match feeds.poll(&name, mode).await {
+            Ok(report) => {
+                let counts = &report.counts;
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({
+                            "source": name,
+                            "ok": true,
+                            "error": null,
+                            "mode": report.mode,
+                            "blocks": counts.blocks,
+                            "observables": counts.observables,
+                            "added": counts.added,
+                            "unchanged": counts.unchanged,
+                            "invalid": counts.invalid,
+                            "unsupported": counts.unsupported,
+                            "expired": counts.expired,
+                            "indicators": report.indicators,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{name}: {} poll finished: {} blocks, {} observables, {} added, {} unchanged, {} invalid, {} unsupported, {} expired; {} indicators in the set",
+                        report.mode,
+                        counts.blocks,
+                        counts.observables,
+                        counts.added,
+                        counts.unchanged,
+                        counts.invalid,
+                        counts.unsupported,
+                        counts.expired,
+                        report.indicators
+                    );
+                }
+            }
+            Err(error) => {
+                failed = true;
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({"source": name, "ok": false, "error": error.to_string()})
+                    );
+                } else {
+                    println!("{name}: poll failed: {error}; the last good set is kept");
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
+    let feeds = open_feeds(config)?;
+    feeds.load_state();
+    let statuses = feeds.statuses();
+    if as_json {
+        for status in &statuses {
+            println!("{}", serde_json::to_string(status)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if statuses.is_empty() {
+        println!("no sources configured in {}", config.path.display());
+    }
+    for status in &statuses {
+        println!("{status}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
