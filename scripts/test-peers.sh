@@ -241,7 +241,7 @@ services:
     address: /taxii/poll
     description: poll
     subscription_required: no
-    # two content blocks per answer, so three packages need a Poll_Fulfillment
+    # two content blocks per response, so three packages need a Poll_Fulfillment
     max_result_size: 2
     max_result_count: 1000
     authentication_required: yes

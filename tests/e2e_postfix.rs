@@ -3,7 +3,7 @@
 //! `scripts/test-peers.sh`; `scripts/test.sh` starts them and sets
 //! `IOC_MILTER_E2E`. Without it every test prints one line and returns.
 //!
-//! The collection `user_AlienVault` holds the three packages of
+//! The collection `user_AlienVault` contains the three packages of
 //! `tests/fixtures/stix1/` with Timestamp_Labels 20, 10 and 2 days old:
 //! 12 observables (3 IPv4, 4 domains, 2 URLs, 2 hashes, 1 e-mail address).
 
@@ -104,7 +104,10 @@ fn delta_poll_gets_new_block() {
 
     // Labels have whole seconds: wait so the new block's label is after the cursor.
     std::thread::sleep(Duration::from_millis(1500));
-    peers.load_collection(&collection, &[format!("{}@0", fixture("pulse3-stix111.xml"))]);
+    peers.load_collection(
+        &collection,
+        &[format!("{}@0", fixture("pulse3-stix111.xml"))],
+    );
 
     let delta = poll(&config, &[]);
     assert_eq!(field(&delta, "mode"), "delta");
@@ -121,8 +124,15 @@ fn delta_poll_gets_new_block() {
 
 /// Finds the one match-log entry whose `field` equals `value`.
 fn log_entry<'a>(log: &'a [Value], key: &str, value: &str) -> &'a Value {
-    let found: Vec<&Value> = log.iter().filter(|entry| field(entry, key) == value).collect();
-    assert_eq!(found.len(), 1, "match log entries with {key}={value}: {log:?}");
+    let found: Vec<&Value> = log
+        .iter()
+        .filter(|entry| field(entry, key) == value)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "match log entries with {key}={value}: {log:?}"
+    );
     found[0]
 }
 
@@ -157,9 +167,9 @@ fn postfix_verdicts() {
     ]);
     assert!(clean.success, "clean message: {}", clean.transcript);
     let clean_id = clean.queue_id().expect("queue id of the clean message");
-    let delivered = peers.wait_for_delivery("Subject: e2e clean message");
+    let delivered = peers.wait_for_delivery(&format!("with ESMTP id {clean_id}"));
     let delivered = delivered.expect("clean message in the Maildir");
-    assert!(delivered.contains(&clean_id));
+    assert!(delivered.contains("Subject: e2e clean message"));
     assert!(!delivered.contains("X-IOC-Match"));
 
     // Client IP 203.0.113.7 (ip = reject).
@@ -190,7 +200,10 @@ fn postfix_verdicts() {
     assert!(by_domain.success, "listed sender: {}", by_domain.transcript);
     let held_id = by_domain.queue_id().expect("queue id of the held message");
     let queue = peers.postqueue();
-    assert!(queue.contains(&format!("{held_id}!")), "postqueue -p: {queue}");
+    assert!(
+        queue.contains(&format!("{held_id}!")),
+        "postqueue -p: {queue}"
+    );
 
     // URL in the body (url = tag): delivered with X-IOC-Match.
     let body = format!("Please download {DROPPER_URL} today.");
@@ -204,14 +217,18 @@ fn postfix_verdicts() {
     ]);
     assert!(by_url.success, "listed url: {}", by_url.transcript);
     let tagged_id = by_url.queue_id().expect("queue id of the tagged message");
-    let tagged = peers.wait_for_delivery("Subject: e2e listed url");
+    let tagged = peers.wait_for_delivery(&format!("with ESMTP id {tagged_id}"));
     let tagged = tagged.expect("tagged message in the Maildir");
+    assert!(tagged.contains("Subject: e2e listed url"));
     let header = tagged
         .lines()
         .find(|line| line.starts_with("X-IOC-Match:"))
         .unwrap_or_default();
     assert!(header.contains("source=otx-e2e"), "header: {header}");
-    assert!(header.contains(&format!("indicator={DROPPER_URL}")), "header: {header}");
+    assert!(
+        header.contains(&format!("indicator={DROPPER_URL}")),
+        "header: {header}"
+    );
     assert!(header.contains("type=url"), "header: {header}");
     assert!(header.contains("reference="), "header: {header}");
 
@@ -224,7 +241,7 @@ fn postfix_verdicts() {
         "--header",
         "Subject: e2e listed attachment",
         "--attach",
-        &attachment.display().to_string(),
+        &format!("@{}", attachment.display()),
     ]);
     assert!(!by_hash.success);
     let reply = by_hash.reply_with_code("550").unwrap_or_default();
@@ -248,9 +265,15 @@ fn postfix_verdicts() {
 
     let held_entry = log_entry(&log, "queue_id", &held_id);
     assert_eq!(field(held_entry, "verdict"), "quarantine");
-    assert_eq!(field(held_entry, "sender"), "billing@evil-domain.example.net");
+    assert_eq!(
+        field(held_entry, "sender"),
+        "billing@evil-domain.example.net"
+    );
     assert_eq!(field(first_match(held_entry), "source"), "otx-e2e");
-    assert_eq!(field(first_match(held_entry), "indicator"), "evil-domain.example.net");
+    assert_eq!(
+        field(first_match(held_entry), "indicator"),
+        "evil-domain.example.net"
+    );
     assert_eq!(field(first_match(held_entry), "type"), "domain");
 
     let tagged_entry = log_entry(&log, "queue_id", &tagged_id);
@@ -268,10 +291,15 @@ fn postfix_verdicts() {
     let rejected_id = peers.maillog_queue_id(&hash_reference);
     assert_eq!(Some(field(hash_entry, "queue_id").to_string()), rejected_id);
 
-    let unlogged = log.iter().filter(|entry| field(entry, "queue_id") == clean_id);
+    let unlogged = log
+        .iter()
+        .filter(|entry| field(entry, "queue_id") == clean_id);
     assert_eq!(unlogged.count(), 0);
 
     peers.clear_hold_queue();
     let queue = peers.postqueue();
-    assert!(!queue.contains(&format!("{held_id}!")), "postqueue -p: {queue}");
+    assert!(
+        !queue.contains(&format!("{held_id}!")),
+        "postqueue -p: {queue}"
+    );
 }

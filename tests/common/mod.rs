@@ -1,9 +1,9 @@
 //! Shared helpers for the end-to-end tests against real peers.
 //!
-//! The peers (a private Postfix on 127.0.0.1:2525 whose milter hook is
-//! inet:127.0.0.1:8894, and OpenTAXII on 127.0.0.1:9000) are started by
-//! `scripts/test-peers.sh start`; `scripts/test.sh` does that and sets the
-//! environment variables read here. Without `IOC_MILTER_E2E` every
+//! The peers are a private Postfix on 127.0.0.1:2525, whose milter hook is
+//! inet:127.0.0.1:8894, and OpenTAXII on 127.0.0.1:9000.
+//! `scripts/test-peers.sh start` starts them, and `scripts/test.sh` does that
+//! and sets the environment variables read here. Without `IOC_MILTER_E2E` every
 //! end-to-end test prints one line and returns.
 
 #![allow(dead_code)]
@@ -32,7 +32,9 @@ static PEER_LOCK: Mutex<()> = Mutex::new(());
 /// Takes the peer lock; a test that panicked while holding it does not
 /// block the others.
 pub fn lock_peers() -> MutexGuard<'static, ()> {
-    PEER_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    PEER_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Settings of the running peers, read from the environment.
@@ -71,7 +73,7 @@ impl Peers {
         })
     }
 
-    /// The Maildir `new/` folder where Postfix delivers every test.example recipient.
+    /// Returns the Maildir `new/` folder where Postfix delivers every test.example recipient.
     pub fn maildir_new(&self) -> PathBuf {
         self.dir.join("postfix/mail/Maildir/new")
     }
@@ -194,14 +196,15 @@ impl SwaksResult {
         (!id.is_empty()).then_some(id)
     }
 
-    /// Returns the first server reply line (`<~ ` or `<** `) that starts with `code`.
+    /// Returns the first server reply (a swaks line `<-`, `<~` or `<**`) that starts with `code`.
     pub fn reply_with_code(&self, code: &str) -> Option<String> {
         self.transcript.lines().find_map(|line| {
+            let line = line.trim_start();
             let reply = line
-                .trim_start()
-                .strip_prefix("<** ")
-                .or_else(|| line.trim_start().strip_prefix("<~ "))
-                .or_else(|| line.trim_start().strip_prefix("<- "))?;
+                .strip_prefix("<**")
+                .or_else(|| line.strip_prefix("<~"))
+                .or_else(|| line.strip_prefix("<-"))?
+                .trim_start();
             reply.starts_with(code).then(|| reply.to_string())
         })
     }
@@ -217,7 +220,7 @@ impl SwaksResult {
     }
 }
 
-/// The repository root (where Cargo.toml is).
+/// Returns `relative` joined to the repository root (where Cargo.toml is).
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
@@ -299,7 +302,7 @@ pub fn ioc_milter(config: &Path, args: &[&str]) -> Output {
         .expect("run the ioc-milter binary")
 }
 
-/// Parses output that holds one JSON value per line, or one JSON array.
+/// Parses output that contains one JSON value per line, or one JSON array.
 pub fn json_values(stdout: &[u8]) -> Vec<Value> {
     let text = String::from_utf8_lossy(stdout);
     if let Ok(Value::Array(values)) = serde_json::from_str::<Value>(&text) {

@@ -10,8 +10,8 @@ The collection is created as a DATA_FEED on the collections, poll and inbox
 services when it does not exist, and USER (default otx-api-key-0001) gets
 modify permission on it. Each block's Timestamp_Label is the package's
 `timestamp` attribute, or, with @DAYS_AGO, the time DAYS_AGO days before now
-(whole seconds, UTC); in that case every `timestamp` attribute in the package
-is set to the same instant, so the package looks as old as its label.
+(whole seconds, UTC). With @DAYS_AGO every `timestamp` attribute in the
+package is set to the same instant, so the package looks as old as its label.
 The script uses OpenTAXII 0.9.3's persistence API directly, unlike an inbox
 push, which would stamp every block with the time of the push.
 """

@@ -1,7 +1,7 @@
 """OpenTAXII authentication that accepts any password for a known username.
 
 AlienVault OTX takes the API key as the basic-auth username and ignores the
-password; this class does the same over OpenTAXII's SQL account table, so an
+password. This class does the same over OpenTAXII's SQL account table, so an
 unknown username is still rejected.
 """
 from opentaxii.auth.sqldb import SQLDatabaseAPI
