@@ -17,6 +17,13 @@ use serde_json::Value;
 
 /// Every SAMPLE_STEP-th phishing message (by sorted path) is sampled.
 const SAMPLE_STEP: usize = 16;
+/// Messages sampled from the 324 files of the corpus's mail/phish folder.
+const SAMPLE_SIZE: usize = 21;
+/// Sampled messages with a usable URL host or an attachment; the other 5
+/// link only to shared platforms or have no http(s) URL at all.
+const SAMPLE_WITH_INDICATORS: usize = 16;
+/// Files in the corpus's mail/mime folder.
+const LEGITIMATE_FILES: usize = 507;
 /// Collection the sample's indicators are loaded into.
 const COLLECTION: &str = "user_phish_sample";
 
@@ -121,7 +128,8 @@ fn phish_sample_matches() {
         every_nth.len(),
         sample.len()
     );
-    assert!(sample.len() >= 10, "too few sampled messages: {sample:?}");
+    assert_eq!(every_nth.len(), SAMPLE_SIZE);
+    assert_eq!(sample.len(), SAMPLE_WITH_INDICATORS);
 
     peers.load_collection(COLLECTION, &[format!("{}@1", package.display())]);
     let config = common::write_config(dir.path(), COLLECTION, &MIXED_POLICY);
@@ -146,16 +154,27 @@ fn phish_sample_matches() {
     assert_eq!(count(&polled, "invalid"), 0);
     assert_eq!(count(&polled, "indicators"), unique.len() as i64);
 
-    // Every sampled message matches.
+    // Every sampled message matches, and on an indicator derived from it.
     let sample_files: Vec<PathBuf> = sample.iter().map(|item| item.file.clone()).collect();
     let (code, results) = check(&config, &sample_files);
     assert_eq!(results.len(), sample_files.len());
-    let unmatched: Vec<&str> = results
-        .iter()
-        .filter(|result| !has_matches(result))
-        .map(|result| field(result, "file"))
-        .collect();
-    assert_eq!(unmatched, Vec::<&str>::new());
+    for (item, result) in sample.iter().zip(&results) {
+        let file = item.file.display().to_string();
+        assert_eq!(field(result, "file"), file);
+        let own: Vec<&str> = [item.domain.as_deref(), item.sha256.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let matched: Vec<&str> = result
+            .get("matches")
+            .and_then(Value::as_array)
+            .map(|matches| matches.iter().map(|m| field(m, "indicator")).collect())
+            .unwrap_or_default();
+        let hit = matched.iter().any(|indicator| own.contains(indicator));
+        assert!(hit, "{file}: matched {matched:?}, derived {own:?}");
+    }
+    let matched_count = results.iter().filter(|result| has_matches(result)).count();
+    assert_eq!(matched_count, SAMPLE_WITH_INDICATORS);
     assert_eq!(code, Some(1));
 
     // Nothing in the legitimate corpus matches.
@@ -167,7 +186,8 @@ fn phish_sample_matches() {
         .map(|result| format!("{} {:?}", field(result, "file"), result.get("matches")))
         .collect();
     assert_eq!(matched, Vec::<String>::new());
-    assert_eq!(results.len(), legitimate.len());
+    assert_eq!(legitimate.len(), LEGITIMATE_FILES);
+    assert_eq!(results.len(), LEGITIMATE_FILES);
     assert_eq!(code, Some(0));
 
     // Three sampled messages through Postfix: an attachment hash rejects,

@@ -17,6 +17,8 @@ use serde_json::Value;
 
 const FIXTURE_OBSERVABLES: i64 = 12;
 const DROPPER_URL: &str = "http://malware.example.com/payload/dropper.exe";
+const PULSE3_DOMAIN_INDICATOR: &str =
+    "alienvault-otx:Indicator-6a1e0c52-0201-4000-8000-000000000003";
 const FILE_1_SHA256: &str = "1bfbcbdbc9279d804d7c253ed16647bbf2742a64201d88303c4d99479096e02c";
 
 /// Polls once and returns the single result object of `poll --json`.
@@ -116,10 +118,16 @@ fn delta_poll_gets_new_block() {
     assert_eq!(count(&delta, "added"), 4);
     assert_eq!(count(&delta, "indicators"), FIXTURE_OBSERVABLES);
 
+    // lookup exits 1 when the value matches, like check.
     let lookup = ioc_milter(&config, &["lookup", "c2-two.example.net", "--json"]);
-    assert_eq!(lookup.status.code(), Some(0));
-    let text = String::from_utf8_lossy(&lookup.stdout);
-    assert!(text.contains("c2-two.example.net"), "lookup printed {text}");
+    assert_eq!(lookup.status.code(), Some(1));
+    let found = json_values(&lookup.stdout);
+    assert_eq!(found.len(), 1, "lookup printed {found:?}");
+    let matches = found[0].get("matches").and_then(Value::as_array);
+    let matches = matches.cloned().unwrap_or_default();
+    assert_eq!(matches.len(), 1, "lookup printed {found:?}");
+    assert_eq!(field(&matches[0], "source"), common::SOURCE_NAME);
+    assert_eq!(field(&matches[0], "id"), PULSE3_DOMAIN_INDICATOR);
 }
 
 /// Finds the one match-log entry whose `field` equals `value`.
