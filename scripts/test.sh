@@ -34,6 +34,6 @@ if [ -n "${IOC_MILTER_CORPUS:-}" ]; then
 fi
 
 status=0
-cargo test --release "$@" || status=$?
+cargo test --release --no-fail-fast "$@" || status=$?
 echo "test.sh: cargo test exited with $status after $(( $(date +%s) - started )) s" >&2
 exit "$status"
