@@ -310,4 +310,48 @@ fn postfix_verdicts() {
         !queue.contains(&format!("{held_id}!")),
         "postqueue -p: {queue}"
     );
+
+    // With the milter stopped, Postfix's milter_default_action = tempfail applies.
+    let unfiltered = peers.swaks(&["--from", "alice@sender.example.com"]);
+    assert!(!unfiltered.success);
+    let reply = unfiltered.reply_with_code("451").unwrap_or_default();
+    assert!(
+        reply.starts_with("451 4.7.1"),
+        "milter stopped: {}",
+        unfiltered.transcript
+    );
+}
+
+#[test]
+fn restart_keeps_indicators() {
+    let Some(peers) = Peers::from_env("restart_keeps_indicators") else {
+        return;
+    };
+    let _lock = common::lock_peers();
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let config = common::write_config(dir.path(), "user_AlienVault", &MIXED_POLICY);
+    let polled = poll(&config, &[]);
+    assert_eq!(count(&polled, "indicators"), FIXTURE_OBSERVABLES);
+
+    // The daemon must match from the saved state at once, before its own
+    // first poll: stop OpenTAXII from being reached by pointing the source
+    // at a closed port.
+    let text = fs::read_to_string(&config).expect("read the configuration");
+    fs::write(&config, text.replace("port = 9000", "port = 9")).expect("rewrite the configuration");
+    let mut daemon = Daemon::start(&config);
+    let by_ip = peers.swaks(&[
+        "--from",
+        "alice@sender.example.com",
+        "--xclient-addr",
+        "198.51.100.23",
+        "--header",
+        "Subject: e2e warm restart",
+    ]);
+    let milter_log = daemon.stop();
+    let reply = by_ip.reply_with_code("550").unwrap_or_default();
+    assert!(
+        reply.starts_with("550 5.7.1 Message rejected"),
+        "warm restart: {}\nmilter log:\n{milter_log}",
+        by_ip.transcript
+    );
 }
