@@ -336,3 +336,181 @@ impl Judge for Engine {
         self.verdict(&evaluation)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Indicator, IndicatorType, IndicatorValue};
+
+    fn engine_with(indicators: &[(IndicatorType, &str)], policy: PolicyConfig) -> Engine {
+        let engine = Engine::new(policy, Limits::default(), ReplyTexts::default(), None);
+        let built: Vec<Indicator> = indicators
+            .iter()
+            .enumerate()
+            .map(|(n, (kind, value))| {
+                Indicator::new(
+                    IndicatorValue::parse(*kind, value).unwrap(),
+                    "otx",
+                    &format!("indicator-{n}"),
+                )
+            })
+            .collect();
+        engine.swap_index(Snapshot::build(built.iter()));
+        engine
+    }
+
+    fn example_policy() -> PolicyConfig {
+        let mut policy = PolicyConfig::default();
+        policy
+            .per_type
+            .insert(IndicatorType::Domain, Action::Quarantine);
+        policy.per_type.insert(IndicatorType::Url, Action::Tag);
+        policy
+    }
+
+    fn conn(ip: &str) -> ConnectionFacts {
+        ConnectionFacts {
+            client_ip: Some(ip.parse().unwrap()),
+            client_name: None,
+            helo: Some("mx.example.com".into()),
+        }
+    }
+
+    fn envelope(sender: &str) -> Envelope {
+        Envelope {
+            sender: Some(sender.into()),
+            recipients: vec!["bob@test.example".into()],
+            queue_id: Some("4882A994137".into()),
+        }
+    }
+
+    #[test]
+    fn client_ip_rejected_at_envelope() {
+        let engine = engine_with(&[(IndicatorType::Ip, "203.0.113.0/24")], example_policy());
+        let verdict = engine
+            .judge_envelope(&conn("203.0.113.7"), &envelope("a@example.com"))
+            .expect("an early verdict");
+        assert_eq!(verdict.action, Action::Reject);
+        let reply = verdict.reply.unwrap();
+        assert_eq!(reply.code, 550);
+        assert!(
+            reply.text.starts_with("5.7.1 Message rejected"),
+            "{}",
+            reply.text
+        );
+    }
+
+    #[test]
+    fn quarantine_waits_for_end_of_message() {
+        let engine = engine_with(
+            &[(IndicatorType::Domain, "evil.example.net")],
+            example_policy(),
+        );
+        let early = engine.judge_envelope(&conn("192.0.2.1"), &envelope("x@mail.evil.example.net"));
+        assert_eq!(early, None);
+        let message = b"From: x@mail.evil.example.net\r\nSubject: hi\r\n\r\nhello\r\n";
+        let verdict = engine.judge_message(
+            &conn("192.0.2.1"),
+            &envelope("x@mail.evil.example.net"),
+            message,
+            false,
+        );
+        assert_eq!(verdict.action, Action::Quarantine);
+        assert!(verdict.quarantine_reason.is_some());
+        assert!(!verdict.headers.is_empty());
+        assert_eq!(verdict.headers[0].0, MATCH_HEADER);
+        assert!(
+            verdict.headers[0]
+                .1
+                .starts_with("source=otx; indicator=evil.example.net; id=indicator-0"),
+            "{}",
+            verdict.headers[0].1
+        );
+    }
+
+    #[test]
+    fn url_tagged_with_header() {
+        let engine = engine_with(
+            &[(
+                IndicatorType::Url,
+                "http://malware.example.com/payload/dropper.exe",
+            )],
+            example_policy(),
+        );
+        let message =
+            b"Subject: hi\r\n\r\nget http://MALWARE.example.com:80/payload/dropper.exe now\r\n";
+        let verdict = engine.judge_message(
+            &conn("192.0.2.1"),
+            &envelope("a@example.com"),
+            message,
+            false,
+        );
+        assert_eq!(verdict.action, Action::Tag);
+        assert_eq!(verdict.headers.len(), 1);
+        assert!(
+            verdict.headers[0]
+                .1
+                .contains("type=url; location=body-part:1"),
+            "{}",
+            verdict.headers[0].1
+        );
+    }
+
+    #[test]
+    fn clean_message_accepted() {
+        let engine = engine_with(&[(IndicatorType::Ip, "203.0.113.7")], example_policy());
+        let verdict = engine.judge_message(
+            &conn("192.0.2.1"),
+            &envelope("a@example.com"),
+            b"Subject: hi\r\n\r\nhello\r\n",
+            false,
+        );
+        assert_eq!(verdict, Verdict::accept());
+    }
+
+    #[test]
+    fn monitor_mode_accepts_and_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("matches.jsonl");
+        let mut policy = example_policy();
+        policy.monitor = true;
+        let engine = Engine::new(
+            policy,
+            Limits::default(),
+            ReplyTexts::default(),
+            Some(MatchLog::open(&log_path).unwrap()),
+        );
+        let indicator = Indicator::new(
+            IndicatorValue::parse(IndicatorType::Ip, "203.0.113.7").unwrap(),
+            "otx",
+            "i-1",
+        );
+        engine.swap_index(Snapshot::build([&indicator]));
+        let verdict = engine.judge_message(
+            &conn("203.0.113.7"),
+            &envelope("a@example.com"),
+            b"Subject: s\r\n\r\nbody\r\n",
+            false,
+        );
+        assert_eq!(verdict.action, Action::Accept);
+        let (entries, invalid) = crate::matchlog::read_entries(&log_path).unwrap();
+        assert_eq!(invalid, 0);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].verdict, "accept");
+        assert_eq!(entries[0].policy_verdict, "reject");
+        assert!(entries[0].monitor);
+        assert_eq!(entries[0].queue_id.as_deref(), Some("4882A994137"));
+        assert_eq!(entries[0].matches[0].location, "connect");
+        assert_eq!(entries[0].matches[0].indicator_id, "i-1");
+    }
+
+    #[test]
+    fn fallback_uses_policy() {
+        let mut policy = example_policy();
+        policy.fallback = Action::Tempfail;
+        let engine = engine_with(&[], policy);
+        let verdict = engine.fallback(&conn("192.0.2.1"), &envelope("a@example.com"), "timed out");
+        assert_eq!(verdict.action, Action::Tempfail);
+        assert_eq!(verdict.reply.unwrap().code, 451);
+    }
+}

@@ -225,3 +225,45 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_path_read() {
+        let raw = b"Received: from x\r\nReturn-Path: <Bounce@Example.com>\r\nSubject: hi\r\n\r\nReturn-Path: <body@example.com>\r\n";
+        assert_eq!(return_path(raw).as_deref(), Some("Bounce@Example.com"));
+    }
+
+    #[test]
+    fn return_path_absent_or_null() {
+        assert_eq!(
+            return_path(b"Subject: hi\n\nReturn-Path: <x@example.com>\n"),
+            None
+        );
+        assert_eq!(return_path(b"Return-Path: <>\n\nbody"), None);
+    }
+
+    #[test]
+    fn lookup_value_types() {
+        let cases = [
+            ("203.0.113.7", "ip"),
+            ("[2001:db8::1]", "ip"),
+            ("http://Evil.Example.com/x", "url"),
+            ("Bad@Evil.Example.net", "email"),
+            ("aaf4052103a199c73bf5f7abf235a7d6", "hash"),
+            ("Evil.Example.net.", "domain"),
+        ];
+        for (input, kind) in cases {
+            let value = parse_lookup_value(input).unwrap();
+            assert_eq!(value.kind().as_str(), kind, "input {input}");
+        }
+    }
+
+    #[test]
+    fn lookup_value_invalid() {
+        let error = parse_lookup_value("not a value").unwrap_err();
+        assert!(error.to_string().contains("\"not a value\""), "{error}");
+    }
+}

@@ -198,3 +198,140 @@ fn print_top(title: &str, counts: &BTreeMap<&str, usize>) {
         println!("  ({} more)", rows.len() - SUMMARY_TOP);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matchlog::MatchRecord;
+
+    fn entry(time: &str, verdict: &str, source: &str, indicator: &str, sender: &str) -> LogEntry {
+        LogEntry {
+            time: DateTime::parse_from_rfc3339(time)
+                .unwrap()
+                .with_timezone(&Utc),
+            reference: "REF".into(),
+            queue_id: Some("4882A994137".into()),
+            message_id: None,
+            client_ip: Some("203.0.113.7".into()),
+            helo: None,
+            sender: Some(sender.into()),
+            recipients: vec!["bob@test.example".into()],
+            subject: Some("hello".into()),
+            verdict: verdict.into(),
+            policy_verdict: verdict.into(),
+            monitor: false,
+            stage: "end-of-message".into(),
+            matches: vec![MatchRecord {
+                kind: "ip".into(),
+                observable: indicator.into(),
+                location: "connect".into(),
+                indicator: indicator.into(),
+                source: source.into(),
+                indicator_id: "id-1".into(),
+                package_id: None,
+                title: None,
+                action: verdict.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn filter_each_field() {
+        let log = entry(
+            "2026-12-01T10:00:00Z",
+            "reject",
+            "otx",
+            "203.0.113.7",
+            "a@example.com",
+        );
+        let since = DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let cases = [
+            (Filter::default(), true),
+            (
+                Filter {
+                    since: Some(since),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    until: Some(since),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    source: Some("otx".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    source: Some("local".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    verdict: Some(Action::Reject),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    verdict: Some(Action::Tag),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    indicator: Some("203.0.113".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    indicator: Some("198.51".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    sender: Some("a@example".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    sender: Some("z@".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+        ];
+        for (index, (filter, expected)) in cases.iter().enumerate() {
+            assert_eq!(filter.accepts(&log), *expected, "case {index}: {filter:?}");
+        }
+    }
+
+    #[test]
+    fn time_as_duration_ago() {
+        let now = DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let since = parse_time("--since", "24h", now).unwrap();
+        assert_eq!(since.to_rfc3339(), "2026-12-03T12:00:00+00:00");
+        assert!(parse_time("--since", "yesterday", now).is_err());
+    }
+}

@@ -1,7 +1,10 @@
 //! Extraction: turns an SMTP session and a message into observables. Pure
 //! code: no I/O, no async.
 
+mod message;
 pub mod observable;
+mod session;
+mod urls;
 
 pub use observable::{ConnectionFacts, Envelope, Location, Observable, ObservableValue};
 
@@ -42,14 +45,35 @@ pub struct MessageObservables {
 
 /// Observables known before the message content: client IP, client name,
 /// HELO and envelope sender.
+///
+/// The client IP (IPv4-mapped IPv6 folded to IPv4) is found at
+/// [`Location::Connect`]. The client name is skipped when it is Postfix's
+/// `unknown` or an address in brackets. A HELO address literal such as
+/// `[192.0.2.1]` (or a bare address) becomes an IP observable. The envelope
+/// sender gives an email observable and its domain. Missing or invalid
+/// values are skipped.
 pub fn from_session(conn: &ConnectionFacts, envelope: Option<&Envelope>) -> Vec<Observable> {
-    let _ = (conn, envelope);
-    todo!("extract::from_session")
+    session::observables(conn, envelope)
 }
 
 /// Observables of the message content: header addresses, URLs and their
 /// hosts, attachment hashes.
+///
+/// - `From`, `Reply-To`, `Sender` and `Return-Path` give email observables
+///   and their domains at [`Location::Header`].
+/// - Every `text/*` part (after transfer and charset decoding) is scanned
+///   for bare URLs, and HTML parts also for `href` and `src` values with
+///   character references resolved. URLs are canonicalized, and a URL is
+///   reported once per message, at its first [`Location::BodyPart`] (text
+///   parts numbered from 1). The URL host becomes a domain or IP observable
+///   at [`Location::UrlHost`]. A URL whose host is neither a valid domain
+///   nor an IP address is skipped.
+/// - Every leaf part that is not a text or HTML body part gives its MD5,
+///   SHA-1 and SHA-256 at [`Location::Attachment`] (numbered from 1),
+///   including parts of nested `message/rfc822` parts.
+///
+/// The limits cut the work, never the message: each limit that is hit adds
+/// its field name to `limits_hit`.
 pub fn from_message(raw: &[u8], limits: &Limits) -> MessageObservables {
-    let _ = (raw, limits);
-    todo!("extract::from_message")
+    message::observables(raw, limits)
 }

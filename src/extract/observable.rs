@@ -131,8 +131,9 @@ impl Observable {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionFacts {
     pub client_ip: Option<IpAddr>,
-    /// Host name as the MTA resolved it; Postfix sends `unknown` when it has
-    /// none, which is not a name.
+    /// Host name as the MTA resolved it. Postfix sends the address in
+    /// brackets (`[192.0.2.1]`) when it has no name, and some MTAs send
+    /// `unknown`; neither is a name.
     pub client_name: Option<String>,
     pub helo: Option<String>,
 }

@@ -1,6 +1,17 @@
 //! The milter: Sendmail/Postfix milter protocol version 6 over TCP or unix
 //! sockets. `protocol` is the sans-IO frame codec, `session` the per
-//! connection state machine, `server` the socket loop.
+//! connection state machine, `server` the socket loop, and `client` an
+//! MTA-side client for tests and load generation.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod session;
+
+pub use client::{ClientError, MessageReplies, MtaClient, MtaMessage};
+pub use protocol::{Actions, Command, FrameDecoder, ProtocolError, ProtocolFlags, Reply};
+pub use server::{serve, Listener, ServerConfig};
+pub use session::{serve_connection, ConnState, MessageState, Session, SessionError, Step};
 
 use crate::extract::{ConnectionFacts, Envelope};
 use crate::policy::Action;
@@ -62,4 +73,3 @@ pub trait Judge: Send + Sync + 'static {
     /// the log.
     fn fallback(&self, conn: &ConnectionFacts, envelope: &Envelope, reason: &str) -> Verdict;
 }
-pub mod server;

@@ -1,24 +1,283 @@
-// TEMPORARY STUB
+//! The socket loop: accepts MTA connections on TCP or a unix socket and runs
+//! one [`serve_connection`] task per connection.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::session::serve_connection;
 use super::Judge;
 use crate::config::{Config, ListenAddr};
-use std::sync::Arc;
-pub struct Listener;
-impl Listener {
-    pub async fn bind(_a: &ListenAddr, _m: u32) -> std::io::Result<Listener> {
-        Ok(Listener)
-    }
+
+/// Pause after a failed `accept` (for example, out of file descriptors)
+/// before the next try.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One log line per this many consecutive failed `accept` calls.
+const ACCEPT_FAILURES_PER_LOG: u64 = 100;
+
+/// Settings of the milter server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Time allowed for one read from the MTA (and one write to it).
+    pub read_timeout: Duration,
+    /// Time allowed for the judge on one message.
+    ///
+    /// NOTE: no PROGRESS reply is sent while the judge runs, so this must
+    /// stay below the MTA's own wait (Postfix: `milter_content_timeout`).
+    pub judge_timeout: Duration,
+    /// Largest frame accepted (command code and data); a larger one is
+    /// skipped and the message gets the fallback verdict.
+    pub max_frame_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Header section and body bytes kept for the judge; the rest of a
+    /// larger message is read and dropped.
+    pub max_message_bytes: usize,
+    /// File mode of a unix socket.
+    pub socket_mode: u32,
 }
-pub struct ServerConfig;
+
 impl ServerConfig {
-    pub fn from_config(_c: &Config) -> ServerConfig {
-        ServerConfig
+    pub fn from_config(config: &Config) -> ServerConfig {
+        ServerConfig {
+            read_timeout: config.milter.read_timeout,
+            judge_timeout: config.milter.judge_timeout,
+            max_frame_bytes: config.milter.max_frame_bytes,
+            max_connections: config.milter.max_connections,
+            max_message_bytes: config.limits.max_message_bytes,
+            socket_mode: config.milter.socket_mode,
+        }
     }
 }
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+}
+
+/// An accepted connection.
+enum Accepted {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Binds `addr`. For a unix socket, a stale socket file at the path is
+    /// removed first (any other kind of file is an error), and the new
+    /// socket gets `socket_mode`.
+    pub async fn bind(addr: &ListenAddr, socket_mode: u32) -> io::Result<Listener> {
+        match addr {
+            ListenAddr::Inet(socket_addr) => {
+                let listener = TcpListener::bind(socket_addr).await.map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!("cannot listen on {addr}: {error}; check milter.listen"),
+                    )
+                })?;
+                Ok(Listener::Tcp(listener))
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path).map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!("cannot listen on {addr}: {error}; check milter.listen"),
+                    )
+                })?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))
+                    .map_err(|error| {
+                        io::Error::new(
+                            error.kind(),
+                            format!(
+                                "cannot set mode {socket_mode:o} on socket {}: {error}",
+                                path.display()
+                            ),
+                        )
+                    })?;
+                Ok(Listener::Unix {
+                    listener,
+                    path: path.clone(),
+                })
+            }
+        }
+    }
+
+    /// Returns the bound address. For TCP with port 0 it carries the port
+    /// the system chose.
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map(ListenAddr::Inet),
+            Listener::Unix { path, .. } => Ok(ListenAddr::Unix(path.clone())),
+        }
+    }
+
+    async fn accept(&self) -> io::Result<(Accepted, String)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%peer, %error, "setting TCP_NODELAY on a milter connection failed");
+                }
+                Ok((Accepted::Tcp(stream), peer.to_string()))
+            }
+            Listener::Unix { listener, path } => {
+                let (stream, _peer) = listener.accept().await?;
+                Ok((Accepted::Unix(stream), format!("unix:{}", path.display())))
+            }
+        }
+    }
+
+    /// Removes the socket file of a unix listener.
+    fn remove_socket_file(&self) {
+        if let Listener::Unix { path, .. } = self {
+            if let Err(error) = std::fs::remove_file(path) {
+                if error.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), %error, "removing the milter socket file failed");
+                }
+            }
+        }
+    }
+}
+
+/// Removes `path` when it is a socket left by an earlier run; fails when it
+/// is any other kind of file.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; remove it or set another milter.listen path",
+                path.display()
+            ),
+        ));
+    }
+    tracing::info!(path = %path.display(), "removing a stale milter socket");
+    std::fs::remove_file(path)
+}
+
+/// Serves milter connections on `listener` until `shutdown` completes; then
+/// each connection finishes its current command, and the unix socket file
+/// is removed.
 pub async fn serve(
-    _l: Listener,
-    _j: Arc<dyn Judge>,
-    _c: ServerConfig,
-    _s: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
+    listener: Listener,
+    judge: Arc<dyn Judge>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let config = Arc::new(config);
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut accept_failures: u64 = 0;
+    let address = listener
+        .local_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_else(|_| "unknown address".to_string());
+    tracing::info!(
+        address,
+        max_connections = config.max_connections,
+        "milter server started"
+    );
+    tokio::pin!(shutdown);
+
+    loop {
+        while let Some(finished) = connections.try_join_next() {
+            log_task_end(finished);
+        }
+
+        // The permit is taken before accept, so at most max_connections
+        // connections are open and further MTAs wait in the listen backlog.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else {
+            // The semaphore is never closed; stop rather than spin.
+            tracing::error!("connection limit semaphore closed; stopping the milter server");
+            break;
+        };
+
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if accept_failures > 0 {
+                    tracing::info!(
+                        address,
+                        failures = accept_failures,
+                        "accepting milter connections works again"
+                    );
+                    accept_failures = 0;
+                }
+                let judge = judge.clone();
+                let config = config.clone();
+                let stop = stop_receiver.clone();
+                connections.spawn(async move {
+                    let result = match stream {
+                        Accepted::Tcp(stream) => {
+                            serve_connection(stream, judge, &config, stop, &peer).await
+                        }
+                        Accepted::Unix(stream) => {
+                            serve_connection(stream, judge, &config, stop, &peer).await
+                        }
+                    };
+                    if let Err(error) = result {
+                        tracing::warn!(peer, %error, "milter connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(error) => {
+                drop(permit);
+                accept_failures += 1;
+                // A persistent failure (such as EMFILE) repeats ten times a
+                // second, so only the first of each run of failures and
+                // every hundredth after it are logged.
+                if accept_failures % ACCEPT_FAILURES_PER_LOG == 1 {
+                    tracing::warn!(address, %error, failures = accept_failures, "accepting a milter connection failed; retrying in {ACCEPT_BACKOFF:?}");
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+
+    tracing::info!(address, open = connections.len(), "milter server stopping");
+    // Receivers ignore a closed channel, so the send result does not matter
+    // when every connection has already ended.
+    let _ = stop_sender.send(true);
+    while let Some(finished) = connections.join_next().await {
+        log_task_end(finished);
+    }
+    listener.remove_socket_file();
+    tracing::info!(address, "milter server stopped");
     Ok(())
+}
+
+fn log_task_end(result: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = result {
+        tracing::error!(%error, "a milter connection task failed");
+    }
 }

@@ -127,3 +127,107 @@ impl PolicyConfig {
         Decision { action, applied }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::{Location, Observable, ObservableValue};
+    use crate::index::{Indicator, IndicatorValue};
+
+    fn found(kind: IndicatorType, value: &str, source: &str) -> Match {
+        let indicator_value = IndicatorValue::parse(kind, value).unwrap();
+        let observable_value = match &indicator_value {
+            IndicatorValue::Ip(net) => ObservableValue::Ip(net.addr()),
+            IndicatorValue::Domain(d) => ObservableValue::Domain(d.clone()),
+            IndicatorValue::Url(u) => ObservableValue::Url(u.clone()),
+            IndicatorValue::Hash(h) => ObservableValue::Hash(*h),
+            IndicatorValue::Email(e) => ObservableValue::Email(e.clone()),
+        };
+        Match {
+            observable: Observable::new(observable_value, Location::Connect),
+            indicator: Indicator::new(indicator_value, source, "id-1"),
+        }
+    }
+
+    fn example_policy() -> PolicyConfig {
+        let mut policy = PolicyConfig {
+            default: Action::Reject,
+            ..PolicyConfig::default()
+        };
+        policy
+            .per_type
+            .insert(IndicatorType::Domain, Action::Quarantine);
+        policy.per_type.insert(IndicatorType::Email, Action::Tag);
+        policy
+    }
+
+    #[test]
+    fn no_match_accepts() {
+        let decision = example_policy().decide(&[]);
+        assert_eq!(decision.action, Action::Accept);
+        assert_eq!(decision.applied, Action::Accept);
+    }
+
+    #[test]
+    fn type_action_then_default() {
+        let policy = example_policy();
+        let domain = found(IndicatorType::Domain, "evil.example.net", "otx");
+        let ip = found(IndicatorType::Ip, "203.0.113.7", "otx");
+        assert_eq!(policy.action_for(&domain), Action::Quarantine);
+        assert_eq!(policy.action_for(&ip), Action::Reject);
+    }
+
+    #[test]
+    fn most_severe_action_wins() {
+        let policy = example_policy();
+        let matches = [
+            found(IndicatorType::Email, "a@evil.example.net", "otx"),
+            found(IndicatorType::Domain, "evil.example.net", "otx"),
+        ];
+        assert_eq!(policy.decide(&matches).action, Action::Quarantine);
+        let with_ip = [
+            matches[0].clone(),
+            found(IndicatorType::Ip, "203.0.113.7", "otx"),
+        ];
+        assert_eq!(policy.decide(&with_ip).action, Action::Reject);
+    }
+
+    #[test]
+    fn source_override_wins_over_type() {
+        let mut policy = example_policy();
+        policy.per_source.insert("trial".into(), Action::Tag);
+        let ip = found(IndicatorType::Ip, "203.0.113.7", "trial");
+        assert_eq!(policy.action_for(&ip), Action::Tag);
+    }
+
+    #[test]
+    fn monitor_applies_accept() {
+        let mut policy = example_policy();
+        policy.monitor = true;
+        let decision = policy.decide(&[found(IndicatorType::Ip, "203.0.113.7", "otx")]);
+        assert_eq!(decision.action, Action::Reject);
+        assert_eq!(decision.applied, Action::Accept);
+    }
+
+    #[test]
+    fn severity_order() {
+        let order = [
+            Action::Accept,
+            Action::Tag,
+            Action::Quarantine,
+            Action::Tempfail,
+            Action::Reject,
+            Action::Discard,
+        ];
+        for pair in order.windows(2) {
+            assert!(pair[0] < pair[1], "{} should be below {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn action_names_parse() {
+        assert_eq!("Quarantine".parse::<Action>(), Ok(Action::Quarantine));
+        let error = "bounce".parse::<Action>().unwrap_err();
+        assert!(error.contains("\"bounce\""), "{error}");
+    }
+}
