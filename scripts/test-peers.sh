@@ -16,6 +16,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# postfix, postqueue and postsuper live in /usr/sbin, which a CI environment may
+# leave out of PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 PEERS_DIR=${IOC_MILTER_PEERS_DIR:-/tmp/ioc-milter-peers}
 VENV=$PEERS_DIR/venv
 PF_DIR=$PEERS_DIR/postfix

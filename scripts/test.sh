@@ -11,6 +11,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# postfix, postqueue and postsuper live in /usr/sbin, which a CI environment may
+# leave out of PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 cd "$REPO"
 
 if [ "$(id -u)" != 0 ]; then
