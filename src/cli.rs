@@ -19,7 +19,8 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
-    /// Log filter, e.g. `info` or `ioc_milter=debug` [default: $RUST_LOG, else info].
+    /// Log filter, e.g. `info` or `ioc_milter=debug` [default: $RUST_LOG, else
+    /// info for run, demo and poll, warn for the other commands].
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 

@@ -7,6 +7,7 @@ mod demo;
 mod matches;
 mod sources;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,7 +23,13 @@ use crate::store::Store;
 
 /// Runs one command; the returned code is the process exit status.
 pub fn try_main(cli: Cli) -> Result<ExitCode> {
-    init_logging(cli.log_format, cli.log_level.as_deref());
+    // Commands that print a report keep their standard error for warnings;
+    // the daemon and polls log their progress.
+    let default_level = match cli.command {
+        Command::Run | Command::Demo(_) | Command::Poll(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, cli.log_level.as_deref(), default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,14 +67,15 @@ fn load_config(argument: Option<&Path>) -> Result<Config> {
     Ok(config)
 }
 
-fn init_logging(format: LogFormat, level: Option<&str>) {
+fn init_logging(format: LogFormat, level: Option<&str>, default_level: &str) {
     let filter = match level {
         Some(level) => tracing_subscriber::EnvFilter::new(level),
         None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialization (tests calling try_main twice) is harmless.
     let _ = match format {

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::open_feeds;
 use crate::config::{Config, SourceKind};
+use crate::feeds::manager::SourceStatus;
 use crate::feeds::PollMode;
+use chrono::{DateTime, Utc};
 
 pub fn check_config(config: &Config) -> Result<ExitCode> {
     println!("{}: configuration is valid", config.path.display());
@@ -149,7 +151,77 @@ pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
         println!("no sources configured in {}", config.path.display());
     }
     for status in &statuses {
-        println!("{status}");
+        print_status(status);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(status: &SourceStatus) {
+    let time = |value: Option<DateTime<Utc>>| {
+        value
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "never".into())
+    };
+    let collection = status
+        .collection
+        .as_deref()
+        .map(|c| format!(" collection {c}"))
+        .unwrap_or_default();
+    println!(
+        "{} ({}) {}{collection}, every {}",
+        status.name,
+        status.kind,
+        status.host,
+        humantime::format_duration(status.polling_interval)
+    );
+    let state = serde_json::to_value(status.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    println!(
+        "  state {state}; last success {}; last attempt {}; next poll {}",
+        time(status.last_success),
+        time(status.last_attempt),
+        if status.suspended {
+            "none (suspended)".to_string()
+        } else {
+            time(status.next_poll).replace("never", "when the daemon starts")
+        }
+    );
+    println!(
+        "  cursor {}",
+        time(status.cursor).replace("never", "none (next poll is full)")
+    );
+    if let Some(since) = status.stale_since {
+        println!("  stale since {}", time(Some(since)));
+    }
+    if let Some(error) = &status.last_error {
+        println!("  last error: {error}");
+    }
+    let by_type: Vec<String> = status
+        .indicators_by_type
+        .iter()
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect();
+    println!(
+        "  indicators {}{}",
+        status.indicators,
+        if by_type.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", by_type.join(", "))
+        }
+    );
+    if let Some(counts) = &status.last_counts {
+        println!(
+            "  last poll: {} blocks, {} observables, {} added, {} unchanged, {} invalid, {} unsupported, {} expired",
+            counts.blocks,
+            counts.observables,
+            counts.added,
+            counts.unchanged,
+            counts.invalid,
+            counts.unsupported,
+            counts.expired
+        );
+    }
 }

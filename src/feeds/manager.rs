@@ -1,47 +1,809 @@
-// TEMPORARY STUB (not committed)
-use super::{PollCounts, PollMode};
-use crate::config::SourceConfig;
-use crate::index::Indicator;
-use crate::store::Store;
-use std::sync::Arc;
-#[derive(Debug, serde::Serialize)]
+//! The feed manager: keeps each source's last good indicator set, polls
+//! sources on schedule and on request, expires old indicators and persists
+//! sets and status through the [`Store`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::file::{self, FileError};
+use super::http::HttpClient;
+use super::stix1::{ParseContext, ParseOutcome};
+use super::taxii11::{format_timestamp, Taxii11Client, TaxiiError};
+use super::{PollCounts, PollMode, SourceSet};
+use crate::config::{FileSource, SourceConfig, SourceKind};
+use crate::index::{Indicator, IndicatorType, IndicatorValue};
+use crate::store::{Store, StoredStatus};
+
+/// First retry delay after a failed scheduled poll; it doubles on every
+/// further failure, up to the polling interval.
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+
+/// Maximum number of poll segments in one poll (`age / poll_segment`).
+const MAX_SEGMENTS: u64 = 10_000;
+
+/// The result of one successful poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollReport {
+    pub source: String,
+    pub mode: PollMode,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub counts: PollCounts,
+    /// Indicators in the source's set after the poll.
+    pub indicators: usize,
+    #[serde(serialize_with = "serialize_seconds")]
+    pub duration: Duration,
+}
+
+/// An error of one poll.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("no source named {0:?} is configured; `ioc-milter sources` lists them")]
+    UnknownSource(String),
+    #[error("poll of source {name} failed: {error}")]
+    Taxii { name: String, error: TaxiiError },
+    #[error("poll of source {name} failed: {error}")]
+    File { name: String, error: FileError },
+    #[error("poll of source {name} needs {segments} segments (age / poll_segment), more than {max}; raise poll_segment")]
+    TooManySegments {
+        name: String,
+        segments: u64,
+        max: u64,
+    },
+    #[error("poll of source {0} was cancelled by shutdown")]
+    Cancelled(String),
+}
+
+/// The activity of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceState {
+    Idle,
+    Polling,
+    Suspended,
+    /// The last poll failed; the last good set is still in use.
+    Failing,
+}
+
+/// The status of one source, as `sources` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceStatus {
     pub name: String,
-}
-impl std::fmt::Display for SourceStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-pub struct PollReport {
-    pub mode: PollMode,
-    pub counts: PollCounts,
+    pub kind: &'static str,
+    /// TAXII host name, or the path of a file source.
+    pub host: String,
+    pub collection: Option<String>,
+    #[serde(serialize_with = "serialize_seconds")]
+    pub polling_interval: Duration,
+    pub suspended: bool,
+    pub state: SourceState,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub stale_since: Option<DateTime<Utc>>,
+    pub next_poll: Option<DateTime<Utc>>,
+    pub cursor: Option<DateTime<Utc>>,
     pub indicators: usize,
+    pub indicators_by_type: BTreeMap<IndicatorType, usize>,
+    pub last_counts: Option<PollCounts>,
 }
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct PollError;
-pub struct FeedManager;
+
+fn serialize_seconds<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+/// The fetch method of a source, built once from its configuration.
+enum Fetcher {
+    Taxii11 {
+        client: Taxii11Client,
+        hostname: String,
+    },
+    File(FileSource),
+}
+
+struct SourceEntry {
+    config: SourceConfig,
+    fetcher: Fetcher,
+    state: Mutex<EntryState>,
+    /// Serializes polls of one source.
+    poll_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct EntryState {
+    set: SourceSet,
+    status: StoredStatus,
+    polling: bool,
+    next_poll: Option<DateTime<Utc>>,
+}
+
+/// The result of a fetch, before it is merged into the set.
+struct Fetched {
+    outcome: ParseOutcome,
+    blocks: u64,
+    cursor: Option<DateTime<Utc>>,
+    window_start: Option<DateTime<Utc>>,
+    window_end: Option<DateTime<Utc>>,
+}
+
+/// Polls the configured sources and keeps their indicator sets.
+pub struct FeedManager {
+    store: Store,
+    sources: Vec<SourceEntry>,
+}
+
 impl FeedManager {
-    pub fn new(_s: Vec<SourceConfig>, _st: Store) -> anyhow::Result<FeedManager> {
-        Ok(FeedManager)
+    /// Builds the manager and one HTTP client per TAXII source. Fails when a
+    /// client cannot be built (unreadable CA file, invalid proxy).
+    pub fn new(sources: Vec<SourceConfig>, store: Store) -> anyhow::Result<FeedManager> {
+        let mut entries = Vec::with_capacity(sources.len());
+        for config in sources {
+            let fetcher = match &config.kind {
+                SourceKind::Taxii11(taxii) => {
+                    let http = HttpClient::new(taxii, config.timeout, config.max_bytes)
+                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
+                    Fetcher::Taxii11 {
+                        client: Taxii11Client {
+                            http,
+                            collection: taxii.collection.clone(),
+                            https: taxii.https,
+                            max_parts: config.max_parts,
+                        },
+                        hostname: taxii.hostname.clone(),
+                    }
+                }
+                SourceKind::File(source) => Fetcher::File(source.clone()),
+            };
+            entries.push(SourceEntry {
+                config,
+                fetcher,
+                state: Mutex::new(EntryState::default()),
+                poll_lock: tokio::sync::Mutex::new(()),
+            });
+        }
+        Ok(FeedManager {
+            store,
+            sources: entries,
+        })
     }
+
+    fn entry(&self, name: &str) -> Result<&SourceEntry, PollError> {
+        self.sources
+            .iter()
+            .find(|entry| entry.config.name == name)
+            .ok_or_else(|| PollError::UnknownSource(name.to_string()))
+    }
+
+    /// Loads each source's last good set and status from the store. A file
+    /// that cannot be read is logged and skipped. Returns the number of
+    /// indicators loaded.
     pub fn load_state(&self) -> usize {
-        0
+        let now = Utc::now();
+        let mut total = 0;
+        for entry in &self.sources {
+            let name = &entry.config.name;
+            let status = match self.store.load_status(name) {
+                Ok(status) => status.unwrap_or_default(),
+                Err(error) => {
+                    tracing::warn!(source = %name, %error, "skipped the saved source status");
+                    StoredStatus::default()
+                }
+            };
+            let mut set = match self.store.load(name) {
+                Ok(Some(set)) => set,
+                Ok(None) => SourceSet::default(),
+                Err(error) => {
+                    tracing::warn!(source = %name, %error, "skipped the saved indicator set");
+                    SourceSet::default()
+                }
+            };
+            for indicator in &mut set.indicators {
+                indicator.source.clone_from(name);
+            }
+            let expired = expire(&mut set.indicators, entry.config.age, now);
+            tracing::info!(
+                source = %name,
+                indicators = set.indicators.len(),
+                expired,
+                "loaded saved indicator set"
+            );
+            total += set.indicators.len();
+
+            let mut state = lock(&entry.state);
+            state.status = status;
+            state.set = set;
+        }
+        total
     }
+
+    /// Returns a copy of every source's current indicators.
     pub fn indicators(&self) -> Vec<Indicator> {
-        vec![]
+        let mut all = Vec::new();
+        for entry in &self.sources {
+            all.extend(lock(&entry.state).set.indicators.iter().cloned());
+        }
+        all
     }
-    pub async fn poll(&self, _n: &str, _m: Option<PollMode>) -> Result<PollReport, PollError> {
-        Err(PollError)
-    }
+
+    /// Returns the status of every source.
     pub fn statuses(&self) -> Vec<SourceStatus> {
-        vec![]
+        self.sources.iter().map(status_of).collect()
     }
+
+    /// Polls one source now. `None` chooses full when the source has no
+    /// cursor or no set yet, else delta; file sources always poll full. On
+    /// failure the last good set stays in use.
+    pub async fn poll(&self, name: &str, mode: Option<PollMode>) -> Result<PollReport, PollError> {
+        let entry = self.entry(name)?;
+        let _guard = entry.poll_lock.lock().await;
+        let started = Instant::now();
+        let now = Utc::now();
+
+        let mode = {
+            let mut state = lock(&entry.state);
+            state.polling = true;
+            state.status.last_attempt = Some(now);
+            choose_mode(entry, &state.set, mode)
+        };
+
+        let fetched = self.fetch(entry, mode, now).await;
+        let result = match fetched {
+            Ok(fetched) => Ok(self.apply(entry, mode, fetched, now, started)),
+            Err(error) => {
+                self.record_failure(entry, &error, now);
+                Err(error)
+            }
+        };
+        lock(&entry.state).polling = false;
+        result
+    }
+
+    /// Fetches from a source and reports the counts without changing its
+    /// set, cursor or status. TAXII sources poll the last polling interval.
+    pub async fn test_poll(&self, name: &str) -> Result<PollReport, PollError> {
+        let entry = self.entry(name)?;
+        let started = Instant::now();
+        let now = Utc::now();
+        let fetched = match &entry.fetcher {
+            Fetcher::Taxii11 { client, .. } => {
+                let begin = chrono_duration(entry.config.polling_interval).map(|d| now - d);
+                self.fetch_window(entry, client, begin, now).await?
+            }
+            Fetcher::File(_) => self.fetch(entry, PollMode::Full, now).await?,
+        };
+        let mut indicators = fetched.outcome.indicators;
+        let mut counts = fetched.outcome.counts;
+        counts.blocks = fetched.blocks;
+        counts.expired = expire(&mut indicators, entry.config.age, now);
+        Ok(PollReport {
+            source: name.to_string(),
+            mode: PollMode::Delta,
+            window_start: fetched.window_start,
+            window_end: fetched.window_end,
+            counts,
+            indicators: indicators.len(),
+            duration: started.elapsed(),
+        })
+    }
+
+    async fn fetch(
+        &self,
+        entry: &SourceEntry,
+        mode: PollMode,
+        now: DateTime<Utc>,
+    ) -> Result<Fetched, PollError> {
+        let config = &entry.config;
+        match &entry.fetcher {
+            Fetcher::File(source) => {
+                tracing::info!(source = %config.name, mode = "full", path = %source.path.display(), "poll started");
+                let context = ParseContext {
+                    source: config.name.clone(),
+                    timestamp_label: None,
+                    now,
+                };
+                let path = source.path.clone();
+                let max_bytes = config.max_bytes;
+                let read = tokio::task::spawn_blocking(move || {
+                    file::read_source(&path, max_bytes, &context)
+                })
+                .await
+                .map_err(|e| PollError::File {
+                    name: config.name.clone(),
+                    error: FileError::Read {
+                        path: source.path.clone(),
+                        reason: e.to_string(),
+                    },
+                })?
+                .map_err(|error| PollError::File {
+                    name: config.name.clone(),
+                    error,
+                })?;
+                Ok(Fetched {
+                    outcome: read.outcome,
+                    blocks: read.files,
+                    cursor: None,
+                    window_start: None,
+                    window_end: None,
+                })
+            }
+            Fetcher::Taxii11 { client, hostname } => {
+                let begin = match mode {
+                    PollMode::Full => chrono_duration(config.age).map(|age| now - age),
+                    PollMode::Delta => lock(&entry.state).set.cursor,
+                };
+                tracing::info!(
+                    source = %config.name,
+                    mode = %mode,
+                    host = %hostname,
+                    collection = %client.collection,
+                    window_start = begin.map(format_timestamp).unwrap_or_default(),
+                    window_end = %format_timestamp(now),
+                    "poll started"
+                );
+                self.fetch_window(entry, client, begin, now).await
+            }
+        }
+    }
+
+    /// Polls (`begin`, `end`] in `poll_segment` steps. Every segment must
+    /// succeed.
+    async fn fetch_window(
+        &self,
+        entry: &SourceEntry,
+        client: &Taxii11Client,
+        begin: Option<DateTime<Utc>>,
+        end: DateTime<Utc>,
+    ) -> Result<Fetched, PollError> {
+        let config = &entry.config;
+        let segment =
+            chrono_duration(config.poll_segment).filter(|s| *s > chrono::Duration::zero());
+        let bounds = segments(begin, end, segment);
+        let segment_count = u64::try_from(bounds.len()).unwrap_or(u64::MAX);
+        if segment_count > MAX_SEGMENTS {
+            return Err(PollError::TooManySegments {
+                name: config.name.clone(),
+                segments: segment_count,
+                max: MAX_SEGMENTS,
+            });
+        }
+
+        let context = ParseContext {
+            source: config.name.clone(),
+            timestamp_label: None,
+            now: end,
+        };
+        let mut fetched = Fetched {
+            outcome: ParseOutcome::default(),
+            blocks: 0,
+            cursor: None,
+            window_start: begin,
+            window_end: Some(end),
+        };
+        let mut latest_label = None;
+        let mut server_end = None;
+        for (segment_begin, segment_end) in bounds {
+            let window = client
+                .poll_window(segment_begin, Some(segment_end), &context)
+                .await
+                .map_err(|error| PollError::Taxii {
+                    name: config.name.clone(),
+                    error,
+                })?;
+            tracing::debug!(
+                source = %config.name,
+                segment_start = segment_begin.map(format_timestamp).unwrap_or_default(),
+                segment_end = %format_timestamp(segment_end),
+                parts = window.parts,
+                blocks = window.blocks,
+                "poll segment done"
+            );
+            fetched.blocks += window.blocks;
+            latest_label = latest_label.max(window.latest_label);
+            if window.inclusive_end.is_some() {
+                server_end = window.inclusive_end;
+            }
+            fetched.outcome.absorb(window.outcome);
+        }
+        fetched.cursor = Some(server_end.or(latest_label).unwrap_or(end));
+        Ok(fetched)
+    }
+
+    /// Merges a successful fetch into the source's set, saves it and logs
+    /// the counts.
+    fn apply(
+        &self,
+        entry: &SourceEntry,
+        mode: PollMode,
+        fetched: Fetched,
+        now: DateTime<Utc>,
+        started: Instant,
+    ) -> PollReport {
+        let config = &entry.config;
+        let mut counts = fetched.outcome.counts.clone();
+        counts.blocks = fetched.blocks;
+        tracing::info!(
+            source = %config.name,
+            blocks = counts.blocks,
+            observables = counts.observables,
+            "fetched"
+        );
+
+        let mut state = lock(&entry.state);
+        let previous: HashMap<(IndicatorValue, String), ()> = state
+            .set
+            .indicators
+            .iter()
+            .map(|indicator| ((indicator.value.clone(), indicator.id.clone()), ()))
+            .collect();
+
+        let mut merged: Vec<Indicator> = match mode {
+            PollMode::Full => Vec::new(),
+            PollMode::Delta => state.set.indicators.clone(),
+        };
+        merged.extend(fetched.outcome.indicators);
+        let mut indicators = deduplicate(merged);
+        counts.expired = expire(&mut indicators, config.age, now);
+        for indicator in &indicators {
+            if previous.contains_key(&(indicator.value.clone(), indicator.id.clone())) {
+                counts.unchanged += 1;
+            } else {
+                counts.added += 1;
+            }
+        }
+        if indicators.len() > config.max_indicators {
+            let dropped = indicators.len() - config.max_indicators;
+            // The newest indicators are kept.
+            indicators.sort_by_key(|indicator| std::cmp::Reverse(indicator.first_seen));
+            indicators.truncate(config.max_indicators);
+            tracing::warn!(
+                source = %config.name,
+                dropped,
+                max_indicators = config.max_indicators,
+                "dropped the oldest indicators over max_indicators; raise max_indicators to keep them"
+            );
+        }
+
+        state.set.indicators = indicators;
+        if fetched.cursor.is_some() {
+            state.set.cursor = fetched.cursor;
+        }
+        state.set.last_success = Some(now);
+        if mode == PollMode::Full {
+            state.set.last_full_poll = Some(now);
+        }
+        state.status.last_success = Some(now);
+        state.status.last_error = None;
+        state.status.stale_since = None;
+        state.status.last_mode = Some(mode);
+        state.status.last_counts = Some(counts.clone());
+        state.status.cursor = state.set.cursor;
+        state.status.indicators_by_type = count_by_type(&state.set.indicators)
+            .into_iter()
+            .map(|(kind, count)| (kind.as_str().to_string(), count))
+            .collect();
+
+        if let Err(error) = self.store.save(&config.name, &state.set) {
+            tracing::error!(source = %config.name, %error, "cannot save the indicator set; it is kept in memory");
+        }
+        if let Err(error) = self.store.save_status(&config.name, &state.status) {
+            tracing::error!(source = %config.name, %error, "cannot save the source status");
+        }
+
+        let report = PollReport {
+            source: config.name.clone(),
+            mode,
+            window_start: fetched.window_start,
+            window_end: fetched.window_end,
+            counts,
+            indicators: state.set.indicators.len(),
+            duration: started.elapsed(),
+        };
+        tracing::info!(
+            source = %config.name,
+            added = report.counts.added,
+            unchanged = report.counts.unchanged,
+            invalid = report.counts.invalid,
+            unsupported = report.counts.unsupported,
+            expired = report.counts.expired,
+            "indicators counted"
+        );
+        tracing::info!(
+            source = %config.name,
+            mode = %mode,
+            indicators = report.indicators,
+            duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+            "poll finished"
+        );
+        report
+    }
+
+    fn record_failure(&self, entry: &SourceEntry, error: &PollError, now: DateTime<Utc>) {
+        let name = &entry.config.name;
+        let mut state = lock(&entry.state);
+        state.status.last_error = Some(error.to_string());
+        state.status.stale_since = state.status.stale_since.or(Some(now));
+        if let Err(save_error) = self.store.save_status(name, &state.status) {
+            tracing::error!(source = %name, error = %save_error, "cannot save the source status");
+        }
+        tracing::warn!(
+            source = %name,
+            %error,
+            indicators_kept = state.set.indicators.len(),
+            "poll failed; the last good set stays in use"
+        );
+    }
+
+    /// Runs the schedule: one task per source that is not suspended. The
+    /// first poll starts at once when the set is empty or the last success
+    /// is older than the interval; later polls follow every
+    /// `polling_interval`. A failed poll is retried after 30 s, doubling up
+    /// to the interval. `on_change` is called after each successful poll.
     pub async fn run(
         self: Arc<Self>,
-        _c: Arc<dyn Fn() + Send + Sync>,
-        _s: tokio::sync::watch::Receiver<bool>,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+        shutdown: watch::Receiver<bool>,
     ) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..self.sources.len() {
+            let Some(entry) = self.sources.get(index) else {
+                continue;
+            };
+            if entry.config.suspended {
+                tracing::info!(source = %entry.config.name, "source is suspended; not polling");
+                continue;
+            }
+            let manager = Arc::clone(&self);
+            let on_change = Arc::clone(&on_change);
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { manager.run_source(index, on_change, shutdown).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn run_source(
+        &self,
+        index: usize,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let Some(entry) = self.sources.get(index) else {
+            return;
+        };
+        let name = entry.config.name.clone();
+        let interval = entry.config.polling_interval;
+        let mut delay = {
+            let state = lock(&entry.state);
+            first_delay(&state.set, interval, Utc::now())
+        };
+        let mut failures: u32 = 0;
+
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            lock(&entry.state).next_poll = chrono_duration(delay).map(|d| Utc::now() + d);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            lock(&entry.state).next_poll = None;
+
+            let result = tokio::select! {
+                result = self.poll(&name, None) => result,
+                _ = shutdown.changed() => Err(PollError::Cancelled(name.clone())),
+            };
+            match result {
+                Ok(_) => {
+                    failures = 0;
+                    delay = interval;
+                    on_change();
+                }
+                Err(PollError::Cancelled(_)) => {
+                    lock(&entry.state).polling = false;
+                    return;
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    delay = retry_delay(failures, interval);
+                    tracing::info!(source = %name, retry_in_s = delay.as_secs(), "poll will be retried");
+                }
+            }
+        }
+    }
+}
+
+fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
+    // A panic while holding the lock leaves consistent data (every update
+    // is a plain assignment), so a poisoned lock is still used.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn choose_mode(entry: &SourceEntry, set: &SourceSet, requested: Option<PollMode>) -> PollMode {
+    if matches!(entry.fetcher, Fetcher::File(_)) {
+        return PollMode::Full;
+    }
+    match requested {
+        Some(PollMode::Delta) if set.cursor.is_some() => PollMode::Delta,
+        Some(PollMode::Delta) | Some(PollMode::Full) => PollMode::Full,
+        None if set.cursor.is_none() || set.last_success.is_none() => PollMode::Full,
+        None => PollMode::Delta,
+    }
+}
+
+fn status_of(entry: &SourceEntry) -> SourceStatus {
+    let state = lock(&entry.state);
+    let config = &entry.config;
+    let (host, collection) = match &config.kind {
+        SourceKind::Taxii11(taxii) => (taxii.hostname.clone(), Some(taxii.collection.clone())),
+        SourceKind::File(source) => (source.path.display().to_string(), None),
+    };
+    let source_state = if config.suspended {
+        SourceState::Suspended
+    } else if state.polling {
+        SourceState::Polling
+    } else if state.status.last_error.is_some() {
+        SourceState::Failing
+    } else {
+        SourceState::Idle
+    };
+    SourceStatus {
+        name: config.name.clone(),
+        kind: config.kind.name(),
+        host,
+        collection,
+        polling_interval: config.polling_interval,
+        suspended: config.suspended,
+        state: source_state,
+        last_attempt: state.status.last_attempt,
+        last_success: state.status.last_success.or(state.set.last_success),
+        last_error: state.status.last_error.clone(),
+        stale_since: state.status.stale_since,
+        next_poll: state.next_poll,
+        cursor: state.set.cursor,
+        indicators: state.set.indicators.len(),
+        indicators_by_type: count_by_type(&state.set.indicators),
+        last_counts: state.status.last_counts.clone(),
+    }
+}
+
+fn count_by_type(indicators: &[Indicator]) -> BTreeMap<IndicatorType, usize> {
+    let mut counts = BTreeMap::new();
+    for indicator in indicators {
+        *counts.entry(indicator.kind()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Keeps one indicator per (value, id); a later duplicate replaces an
+/// earlier one, so a delta poll refreshes provenance.
+fn deduplicate(indicators: Vec<Indicator>) -> Vec<Indicator> {
+    let mut position: HashMap<(IndicatorValue, String), usize> = HashMap::new();
+    let mut unique: Vec<Indicator> = Vec::with_capacity(indicators.len());
+    for indicator in indicators {
+        let key = (indicator.value.clone(), indicator.id.clone());
+        match position.get(&key).and_then(|&i| unique.get_mut(i)) {
+            Some(slot) => *slot = indicator,
+            None => {
+                position.insert(key, unique.len());
+                unique.push(indicator);
+            }
+        }
+    }
+    unique
+}
+
+/// Drops indicators first seen longer than `age` ago or past their
+/// `valid_until`, and returns how many were dropped.
+pub fn expire(indicators: &mut Vec<Indicator>, age: Duration, now: DateTime<Utc>) -> u64 {
+    let oldest = chrono_duration(age).map(|age| now - age);
+    let before = indicators.len();
+    indicators.retain(|indicator| {
+        let too_old =
+            matches!((indicator.first_seen, oldest), (Some(seen), Some(oldest)) if seen < oldest);
+        let past_validity = indicator.valid_until.is_some_and(|until| until < now);
+        !too_old && !past_validity
+    });
+    u64::try_from(before - indicators.len()).unwrap_or(u64::MAX)
+}
+
+/// Splits (`begin`, `end`] into segments of at most `step`. Without a begin
+/// or a step the whole window is one segment.
+fn segments(
+    begin: Option<DateTime<Utc>>,
+    end: DateTime<Utc>,
+    step: Option<chrono::Duration>,
+) -> Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> {
+    let (Some(begin), Some(step)) = (begin, step) else {
+        return vec![(begin, end)];
+    };
+    let mut bounds = Vec::new();
+    let mut current = begin;
+    while current < end {
+        let next = current.checked_add_signed(step).unwrap_or(end).min(end);
+        bounds.push((Some(current), next));
+        if u64::try_from(bounds.len()).unwrap_or(u64::MAX) > MAX_SEGMENTS {
+            break;
+        }
+        current = next;
+    }
+    if bounds.is_empty() {
+        bounds.push((Some(begin), end));
+    }
+    bounds
+}
+
+fn first_delay(set: &SourceSet, interval: Duration, now: DateTime<Utc>) -> Duration {
+    if set.indicators.is_empty() {
+        return Duration::ZERO;
+    }
+    let Some(last) = set.last_success else {
+        return Duration::ZERO;
+    };
+    let since = (now - last).to_std().unwrap_or(Duration::ZERO);
+    interval.saturating_sub(since)
+}
+
+fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
+    FIRST_RETRY.saturating_mul(factor).min(interval)
+}
+
+fn chrono_duration(duration: Duration) -> Option<chrono::Duration> {
+    chrono::Duration::from_std(duration).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_doubles_to_interval() {
+        let interval = Duration::from_secs(600);
+        assert_eq!(retry_delay(1, interval), Duration::from_secs(30));
+        assert_eq!(retry_delay(2, interval), Duration::from_secs(60));
+        assert_eq!(retry_delay(5, interval), Duration::from_secs(480));
+        assert_eq!(retry_delay(6, interval), interval);
+        assert_eq!(retry_delay(u32::MAX, interval), interval);
+    }
+
+    #[test]
+    fn segments_cover_window() {
+        let end = Utc::now();
+        let begin = end - chrono::Duration::days(10);
+        let bounds = segments(Some(begin), end, Some(chrono::Duration::days(4)));
+        assert_eq!(bounds.len(), 3);
+        assert_eq!(bounds.first().map(|b| b.0), Some(Some(begin)));
+        assert_eq!(bounds.last().map(|b| b.1), Some(end));
+    }
+
+    #[test]
+    fn expire_drops_old_and_invalid() {
+        let now = Utc::now();
+        let value = IndicatorValue::parse(IndicatorType::Domain, "a.example.com").unwrap();
+        let mut fresh = Indicator::new(value.clone(), "s", "1");
+        fresh.first_seen = Some(now - chrono::Duration::days(1));
+        let mut old = Indicator::new(value.clone(), "s", "2");
+        old.first_seen = Some(now - chrono::Duration::days(40));
+        let mut ended = Indicator::new(value, "s", "3");
+        ended.valid_until = Some(now - chrono::Duration::hours(1));
+        let mut indicators = vec![fresh, old, ended];
+        let dropped = expire(&mut indicators, Duration::from_secs(30 * 86_400), now);
+        assert_eq!(dropped, 2);
+        assert_eq!(indicators.len(), 1);
     }
 }

@@ -4,6 +4,13 @@
 //! request, and persists sets and cursors through `store`. Parsers
 //! (`stix1`) are pure; `taxii11` and `http` do the network I/O.
 
+pub mod file;
+pub mod http;
+pub mod manager;
+pub mod stix1;
+pub mod taxii11;
+pub mod xml;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -58,4 +65,3 @@ pub struct SourceSet {
     pub last_success: Option<DateTime<Utc>>,
     pub last_full_poll: Option<DateTime<Utc>>,
 }
-pub mod manager;

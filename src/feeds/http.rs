@@ -1,0 +1,201 @@
+//! The HTTP client of one TAXII source: rustls with certificate
+//! verification always on, an optional extra CA, an optional proxy, a
+//! per-request timeout, basic authentication and a body size cap enforced
+//! while the body streams in.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Taxii11Source;
+
+/// An error of one HTTP request. No variant carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot read CA file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("invalid proxy {proxy:?}: {reason}")]
+    Proxy { proxy: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("cannot read the password of user {username:?}: {reason}")]
+    Password { username: String, reason: String },
+    #[error("request to {url} timed out after {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("request to {url} failed: {reason}")]
+    Request { url: String, reason: String },
+    #[error("{url} answered HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("response of {url} is larger than max_bytes = {max_bytes}; raise max_bytes or shorten poll_segment")]
+    TooLarge { url: String, max_bytes: u64 },
+    #[error("response of {url} is not UTF-8: {reason}")]
+    Encoding { url: String, reason: String },
+}
+
+/// A configured client for one source.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    url: String,
+    timeout: Duration,
+    max_bytes: u64,
+    username: Option<String>,
+    password: Option<crate::config::Secret>,
+}
+
+impl HttpClient {
+    /// Builds the client for a TAXII 1.1 source.
+    pub fn new(
+        source: &Taxii11Source,
+        timeout: Duration,
+        max_bytes: u64,
+    ) -> Result<HttpClient, HttpError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect is reported as an error: following it could send
+            // the credentials to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
+
+        if let Some(path) = &source.ca_file {
+            let pem = std::fs::read(path).map_err(|e| HttpError::CaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpError::CaFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            if certificates.is_empty() {
+                return Err(HttpError::CaFile {
+                    path: path.display().to_string(),
+                    reason: "no PEM certificate found; give a PEM file".to_string(),
+                });
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+
+        if let Some(proxy) = &source.proxy {
+            let proxy_setting = reqwest::Proxy::all(proxy).map_err(|e| HttpError::Proxy {
+                proxy: proxy.clone(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.proxy(proxy_setting);
+        } else {
+            // Without a configured proxy, HTTP_PROXY and HTTPS_PROXY are
+            // ignored, so the configuration alone decides the route.
+            builder = builder.no_proxy();
+        }
+
+        let client = builder
+            .build()
+            .map_err(|e| HttpError::Client(e.to_string()))?;
+        Ok(HttpClient {
+            client,
+            url: source.poll_url(),
+            timeout,
+            max_bytes,
+            username: source.username.clone(),
+            password: source.password.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// POSTs `body` with `headers` and returns the response body. HTTP
+    /// statuses other than 2xx are errors.
+    pub async fn post(&self, headers: &[(&str, &str)], body: String) -> Result<String, HttpError> {
+        let mut header_map = HeaderMap::new();
+        for (name, value) in headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
+                return Err(HttpError::Client(format!("invalid header {name}: {value}")));
+            };
+            header_map.insert(name, value);
+        }
+
+        let mut request = self.client.post(&self.url).headers(header_map).body(body);
+        if let Some(username) = &self.username {
+            let password = match &self.password {
+                Some(secret) => Some(secret.reveal().map_err(|reason| HttpError::Password {
+                    username: username.clone(),
+                    reason,
+                })?),
+                None => None,
+            };
+            request = request.basic_auth(username, password);
+        }
+
+        let mut response = request.send().await.map_err(|e| self.request_error(&e))?;
+        let status = response.status();
+        if let Some(length) = response.content_length() {
+            if length > self.max_bytes {
+                return Err(HttpError::TooLarge {
+                    url: self.url.clone(),
+                    max_bytes: self.max_bytes,
+                });
+            }
+        }
+
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(&e))? {
+            let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
+            if total > self.max_bytes {
+                return Err(HttpError::TooLarge {
+                    url: self.url.clone(),
+                    max_bytes: self.max_bytes,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let excerpt: String = text.trim().chars().take(200).collect();
+            return Err(HttpError::Status {
+                url: self.url.clone(),
+                status: status.as_u16(),
+                body: excerpt,
+            });
+        }
+        String::from_utf8(body).map_err(|e| HttpError::Encoding {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn request_error(&self, error: &reqwest::Error) -> HttpError {
+        if error.is_timeout() {
+            return HttpError::Timeout {
+                url: self.url.clone(),
+                timeout: self.timeout,
+            };
+        }
+        // The URL never contains credentials (they go in the Authorization
+        // header), so the error chain is safe to show.
+        let mut reason = error.to_string();
+        let mut cause = std::error::Error::source(error);
+        while let Some(inner) = cause {
+            reason.push_str(": ");
+            reason.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        HttpError::Request {
+            url: self.url.clone(),
+            reason,
+        }
+    }
+}
