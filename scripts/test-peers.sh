@@ -9,7 +9,8 @@
 #
 # Usage: scripts/test-peers.sh install|start|stop|status
 #
-# `install` and `start` need root (apt-get, Postfix's master). Everything the
+# `install` and `start` need root (apt-get, Postfix's master). `install` also
+# adds miltertest, which the milter protocol test uses when present. Everything the
 # peers write lives under $IOC_MILTER_PEERS_DIR (default /tmp/ioc-milter-peers).
 # Every server listens on 127.0.0.1 only, and Postfix has no smtp client
 # service, so no mail can leave the machine.
@@ -54,15 +55,17 @@ wait_for_exit() {
 }
 
 install_packages() {
-    if command -v postfix >/dev/null && command -v swaks >/dev/null; then
-        log "postfix and swaks already installed"
+    # miltertest (OpenDKIM) drives the milter protocol test in tests/milter_miltertest.rs.
+    if command -v postfix >/dev/null && command -v swaks >/dev/null && command -v miltertest >/dev/null; then
+        log "postfix, swaks and miltertest already installed"
     else
-        log "installing postfix and swaks with apt-get"
+        log "installing postfix, swaks and miltertest with apt-get"
         apt-get update -qq
         # "No configuration" leaves /etc/postfix/main.cf absent, so the system
         # instance can never start by accident.
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix swaks >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            postfix swaks miltertest >/dev/null
     fi
 
     if [ -x "$VENV/bin/gunicorn" ] && [ -x "$VENV/bin/opentaxii-sync-data" ]; then
