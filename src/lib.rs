@@ -16,6 +16,8 @@ pub mod extract;
 pub mod feeds;
 pub mod index;
 pub mod matchlog;
+pub mod metrics;
 pub mod milter;
 pub mod policy;
 pub mod store;
+pub mod web;

@@ -14,6 +14,7 @@ use crate::feeds::manager::FeedManager;
 use crate::matchlog::MatchLog;
 use crate::milter::server::{serve, Listener, ServerConfig};
 use crate::milter::Judge;
+use crate::web::WebState;
 
 /// How long the feed pollers get to stop after a shutdown signal.
 const FEED_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -57,6 +58,7 @@ pub async fn run(config: Config) -> Result<()> {
         let feeds = Arc::clone(&feeds);
         Arc::new(move || rebuild_index(&engine, &feeds))
     };
+    start_web(&config, &engine, &feeds, &on_change, &shutdown).await;
     let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
     let signal_task = tokio::spawn(handle_signals(
         config.clone(),
@@ -88,6 +90,43 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Starts the metrics and status page endpoint. A failure to bind is logged
+/// and the milter runs without it, because mail must not stop for a status
+/// page.
+async fn start_web(
+    config: &Config,
+    engine: &Arc<Engine>,
+    feeds: &Arc<FeedManager>,
+    on_change: &Arc<dyn Fn() + Send + Sync>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let Some(address) = config.http.listen else {
+        return;
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen on http {address} for metrics and the status page; running without them (set [http] listen to a free port, or \"off\")");
+            return;
+        }
+    };
+    tracing::info!("status page and metrics on http://{address}/");
+    let state = Arc::new(WebState::new(
+        Arc::clone(engine),
+        Arc::clone(feeds),
+        Arc::clone(on_change),
+    ));
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        };
+        if let Err(error) = crate::web::serve(listener, state, stopped).await {
+            tracing::error!(%error, "the status page endpoint failed");
+        }
+    });
+}
+
 /// Rebuilds the index from every source's current set and swaps it in.
 fn rebuild_index(engine: &Engine, feeds: &FeedManager) {
     let started = Instant::now();
@@ -95,6 +134,7 @@ fn rebuild_index(engine: &Engine, feeds: &FeedManager) {
     let summary = format_counts(&snapshot);
     let total = snapshot.len();
     engine.swap_index(snapshot);
+    crate::metrics::metrics().index_swapped(total, started.elapsed());
     tracing::info!(
         indicators = total,
         "index swapped in: {total} indicators ({summary}), built in {} ms",

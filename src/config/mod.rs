@@ -29,6 +29,7 @@ pub struct Config {
     pub match_log: MatchLogConfig,
     pub policy: PolicyConfig,
     pub limits: Limits,
+    pub http: HttpConfig,
     pub sources: Vec<SourceConfig>,
     /// Problems that do not stop the program, such as a password file that
     /// cannot be read yet.
@@ -77,6 +78,13 @@ pub struct MilterConfig {
     pub reject_text: String,
     /// Text of the SMTP reply for `tempfail`.
     pub tempfail_text: String,
+}
+
+/// The `[http]` section: the metrics and status page endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address to listen on; `None` when the endpoint is off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The `[state]` section.

@@ -11,8 +11,16 @@ pub struct RawConfig {
     pub match_log: Option<RawMatchLog>,
     pub policy: Option<RawPolicy>,
     pub limits: Option<RawLimits>,
+    pub http: Option<RawHttp>,
     #[serde(default)]
     pub source: Vec<RawSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

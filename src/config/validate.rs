@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawSource};
 use super::{
-    Config, FileSource, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig, SourceKind,
-    StateConfig, Taxii11Source,
+    Config, FileSource, HttpConfig, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig,
+    SourceKind, StateConfig, Taxii11Source,
 };
 use crate::extract::Limits;
 use crate::index::IndicatorType;
@@ -117,6 +117,7 @@ impl Validator {
         };
         let mut policy = self.policy(raw.policy.unwrap_or_default())?;
         let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let http = self.http(raw.http.unwrap_or_default())?;
 
         let mut sources = Vec::new();
         let mut names = HashSet::new();
@@ -144,6 +145,7 @@ impl Validator {
             match_log,
             policy,
             limits,
+            http,
             sources,
             warnings: self.warnings,
         })
@@ -203,6 +205,30 @@ impl Validator {
                 "4.7.1 Message deferred: it matches a threat indicator (reference {reference})"
                     .into()
             }),
+        })
+    }
+
+    fn http(&self, raw: super::raw::RawHttp) -> Result<HttpConfig, ConfigError> {
+        let text = raw.listen.unwrap_or_else(|| "127.0.0.1:8895".into());
+        if text == "off" {
+            return Ok(HttpConfig { listen: None });
+        }
+        let address: SocketAddr = text.parse().map_err(|_| {
+            self.error(
+                "http.listen",
+                format!("invalid address {text:?}; write \"HOST:PORT\" such as \"127.0.0.1:8895\", or \"off\""),
+            )
+        })?;
+        if !address.ip().is_loopback() && !raw.allow_remote.unwrap_or(false) {
+            return Err(self.error(
+                "http.listen",
+                format!(
+                    "{text:?} is not a loopback address; the status page can poll sources, so it listens on loopback unless allow_remote = true"
+                ),
+            ));
+        }
+        Ok(HttpConfig {
+            listen: Some(address),
         })
     }
 
