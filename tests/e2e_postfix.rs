@@ -304,6 +304,16 @@ fn postfix_verdicts() {
         .filter(|entry| field(entry, "queue_id") == clean_id);
     assert_eq!(unlogged.count(), 0);
 
+    // The review command filters the same log.
+    let rejected = ioc_milter(&config, &["matches", "--verdict", "reject", "--json"]);
+    assert!(rejected.status.success());
+    assert_eq!(json_values(&rejected.stdout).len(), 2);
+    let held = ioc_milter(&config, &["matches", "--verdict", "quarantine", "--json"]);
+    assert!(held.status.success());
+    let held = json_values(&held.stdout);
+    assert_eq!(held.len(), 1);
+    assert_eq!(field(&held[0], "queue_id"), held_id);
+
     peers.clear_hold_queue();
     let queue = peers.postqueue();
     assert!(
