@@ -343,9 +343,8 @@ fn restart_keeps_indicators() {
     let polled = poll(&config, &[]);
     assert_eq!(count(&polled, "indicators"), FIXTURE_OBSERVABLES);
 
-    // The daemon must match from the saved state at once, before its own
-    // first poll: stop OpenTAXII from being reached by pointing the source
-    // at a closed port.
+    // The daemon must match from the saved state before any poll, so the
+    // source now points at a closed port where no poll can succeed.
     let text = fs::read_to_string(&config).expect("read the configuration");
     fs::write(&config, text.replace("port = 9000", "port = 9")).expect("rewrite the configuration");
     let mut daemon = Daemon::start(&config);
