@@ -54,6 +54,51 @@ pub enum Command {
     Check(CheckArgs),
     /// Search and summarize the match log.
     Matches(MatchesArgs),
+    /// Review, release or delete messages held in Postfix's hold queue.
+    Quarantine(QuarantineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    /// Postfix configuration directory (passed to postqueue, postcat and
+    /// postsuper as -c DIR) [default: Postfix's own].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub postfix_config: Option<PathBuf>,
+    /// Read this match log instead of the configured one.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub log: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: QuarantineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List held messages with the matches that caused the hold.
+    List {
+        /// Print one JSON object per message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one held message: envelope, matches and headers.
+    Show {
+        /// Queue id, as `list` prints it.
+        queue_id: String,
+    },
+    /// Release held messages for delivery (postsuper -H).
+    Release {
+        /// Queue ids to release.
+        queue_ids: Vec<String>,
+        /// Release every held message that this source matched, e.g. after
+        /// the source published a false positive.
+        #[arg(long, value_name = "SOURCE")]
+        all_from_source: Option<String>,
+    },
+    /// Delete held messages (postsuper -d).
+    Delete {
+        /// Queue ids to delete.
+        #[arg(required = true)]
+        queue_ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

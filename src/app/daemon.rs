@@ -11,6 +11,7 @@ use super::{build_snapshot, format_counts, open_feeds, reply_texts};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::feeds::manager::FeedManager;
+use crate::index::BuildOptions;
 use crate::matchlog::MatchLog;
 use crate::milter::server::{serve, Listener, ServerConfig};
 use crate::milter::Judge;
@@ -45,7 +46,7 @@ pub async fn run(config: Config) -> Result<()> {
         reply_texts(&config),
         Some(match_log),
     ));
-    rebuild_index(&engine, &feeds);
+    rebuild_index(&engine, &feeds, &config.index);
 
     let listener = Listener::bind(&config.milter.listen, config.milter.socket_mode)
         .await
@@ -56,7 +57,8 @@ pub async fn run(config: Config) -> Result<()> {
     let on_change: Arc<dyn Fn() + Send + Sync> = {
         let engine = Arc::clone(&engine);
         let feeds = Arc::clone(&feeds);
-        Arc::new(move || rebuild_index(&engine, &feeds))
+        let options = config.index.clone();
+        Arc::new(move || rebuild_index(&engine, &feeds, &options))
     };
     start_web(&config, &engine, &feeds, &on_change, &shutdown).await;
     let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
@@ -128,16 +130,18 @@ async fn start_web(
 }
 
 /// Rebuilds the index from every source's current set and swaps it in.
-fn rebuild_index(engine: &Engine, feeds: &FeedManager) {
+fn rebuild_index(engine: &Engine, feeds: &FeedManager, options: &BuildOptions) {
     let started = Instant::now();
-    let snapshot = build_snapshot(feeds);
+    let snapshot = build_snapshot(feeds, options);
     let summary = format_counts(&snapshot);
     let total = snapshot.len();
+    let suppressed = snapshot.report().suppressed_total();
     engine.swap_index(snapshot);
     crate::metrics::metrics().index_swapped(total, started.elapsed());
     tracing::info!(
         indicators = total,
-        "index swapped in: {total} indicators ({summary}), built in {} ms",
+        suppressed,
+        "index swapped in: {total} indicators ({summary}), {suppressed} suppressed by the allowlist or as public suffixes, built in {} ms",
         started.elapsed().as_millis()
     );
 }

@@ -5,6 +5,7 @@ mod check;
 mod daemon;
 mod demo;
 mod matches;
+mod quarantine;
 mod sources;
 
 use std::io::IsTerminal;
@@ -18,7 +19,7 @@ use crate::cli::{Cli, Command, LogFormat};
 use crate::config::{self, Config};
 use crate::engine::{Engine, ReplyTexts};
 use crate::feeds::manager::FeedManager;
-use crate::index::Snapshot;
+use crate::index::{BuildOptions, Snapshot};
 use crate::store::Store;
 
 /// Runs one command; the returned code is the process exit status.
@@ -52,6 +53,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
         Command::Lookup(args) => check::lookup(&config, args),
         Command::Check(args) => Ok(check::check_files(&config, args)),
         Command::Matches(args) => matches::run(&config, args),
+        Command::Quarantine(args) => quarantine::run(&config, args),
         Command::Demo(_) => {
             unreachable!("the demo command is dispatched before the configuration is read")
         }
@@ -97,9 +99,9 @@ fn open_feeds(config: &Config) -> Result<Arc<FeedManager>> {
 }
 
 /// Builds an index snapshot from the feed manager's current sets.
-fn build_snapshot(feeds: &FeedManager) -> Snapshot {
+fn build_snapshot(feeds: &FeedManager, options: &BuildOptions) -> Snapshot {
     let indicators = feeds.indicators();
-    Snapshot::build(indicators.iter())
+    Snapshot::build_with(indicators.iter(), options)
 }
 
 /// Creates an engine for offline commands (`check`, `lookup`, the demo),
@@ -111,7 +113,7 @@ fn offline_engine(config: &Config, feeds: &FeedManager) -> Engine {
         reply_texts(config),
         None,
     );
-    engine.swap_index(build_snapshot(feeds));
+    engine.swap_index(build_snapshot(feeds, &config.index));
     engine
 }
 

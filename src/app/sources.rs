@@ -141,9 +141,18 @@ pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
     let feeds = open_feeds(config)?;
     feeds.load_state();
     let statuses = feeds.statuses();
+    let snapshot = super::build_snapshot(&feeds, &config.index);
+    let report = snapshot.report();
     if as_json {
         for status in &statuses {
-            println!("{}", serde_json::to_string(status)?);
+            let mut value = serde_json::to_value(status)?;
+            let suppressed = report
+                .suppressed
+                .get(&status.name)
+                .cloned()
+                .unwrap_or_default();
+            value["suppressed"] = serde_json::to_value(suppressed)?;
+            println!("{value}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -152,6 +161,16 @@ pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
     }
     for status in &statuses {
         print_status(status);
+        if let Some(reasons) = report.suppressed.get(&status.name) {
+            let parts: Vec<String> = reasons
+                .iter()
+                .map(|(reason, count)| format!("{} {count}", reason.as_str()))
+                .collect();
+            println!(
+                "  suppressed when the index was built: {}",
+                parts.join(", ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

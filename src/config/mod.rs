@@ -30,6 +30,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: Limits,
     pub http: HttpConfig,
+    /// Index build options: the allowlist (`[allowlist]`) and public suffix
+    /// suppression. Pass them to `Snapshot::build_with`.
+    pub index: crate::index::BuildOptions,
     pub sources: Vec<SourceConfig>,
     /// Problems that do not stop the program, such as a password file that
     /// cannot be read yet.

@@ -12,6 +12,8 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     pub limits: Option<RawLimits>,
     pub http: Option<RawHttp>,
+    pub extract: Option<RawExtract>,
+    pub allowlist: Option<RawAllowlist>,
     #[serde(default)]
     pub source: Vec<RawSource>,
 }
@@ -68,6 +70,30 @@ pub struct RawLimits {
     pub max_parts: Option<u64>,
     pub max_urls: Option<u64>,
     pub max_nesting: Option<u64>,
+    pub max_archive_members: Option<u64>,
+    pub max_archive_member_bytes: Option<u64>,
+    pub max_archive_bytes: Option<u64>,
+    pub max_archive_depth: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowlist {
+    pub bundled: Option<bool>,
+    pub documentation: Option<bool>,
+    pub suppress_public_suffixes: Option<bool>,
+    pub domains: Option<Vec<String>>,
+    pub networks: Option<Vec<String>>,
+    pub urls: Option<Vec<String>>,
+    pub hashes: Option<Vec<String>>,
+    pub emails: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    pub trusted_received_hops: Option<u64>,
+    pub trusted_networks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

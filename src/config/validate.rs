@@ -116,8 +116,10 @@ impl Validator {
             ),
         };
         let mut policy = self.policy(raw.policy.unwrap_or_default())?;
-        let limits = self.limits(raw.limits.unwrap_or_default())?;
         let http = self.http(raw.http.unwrap_or_default())?;
+        let mut limits = self.limits(raw.limits.unwrap_or_default())?;
+        self.extract(raw.extract.unwrap_or_default(), &mut limits)?;
+        let index = self.allowlist(raw.allowlist.unwrap_or_default())?;
 
         let mut sources = Vec::new();
         let mut names = HashSet::new();
@@ -146,6 +148,7 @@ impl Validator {
             policy,
             limits,
             http,
+            index,
             sources,
             warnings: self.warnings,
         })
@@ -338,7 +341,100 @@ impl Validator {
                 0,
                 100,
             )?,
+            max_archive_members: self.count(
+                "limits.max_archive_members",
+                raw.max_archive_members,
+                default.max_archive_members,
+                0,
+                100_000,
+            )?,
+            max_archive_member_bytes: self.count(
+                "limits.max_archive_member_bytes",
+                raw.max_archive_member_bytes,
+                default.max_archive_member_bytes,
+                0,
+                1024 * 1024 * 1024,
+            )?,
+            max_archive_bytes: self.count(
+                "limits.max_archive_bytes",
+                raw.max_archive_bytes,
+                default.max_archive_bytes,
+                0,
+                1024 * 1024 * 1024,
+            )?,
+            max_archive_depth: self.count(
+                "limits.max_archive_depth",
+                raw.max_archive_depth,
+                default.max_archive_depth,
+                0,
+                10,
+            )?,
+            ..default
         })
+    }
+
+    /// Reads the `[allowlist]` section into index build options.
+    fn allowlist(
+        &self,
+        raw: super::raw::RawAllowlist,
+    ) -> Result<crate::index::BuildOptions, ConfigError> {
+        use crate::index::{Allowlist, BuildOptions, IndicatorType};
+
+        let mut allowlist = if raw.bundled.unwrap_or(true) {
+            Allowlist::bundled()
+        } else {
+            Allowlist::empty()
+        };
+        if raw.documentation.unwrap_or(false) {
+            allowlist.add_documentation();
+        }
+        let lists = [
+            ("allowlist.domains", IndicatorType::Domain, raw.domains),
+            ("allowlist.networks", IndicatorType::Ip, raw.networks),
+            ("allowlist.urls", IndicatorType::Url, raw.urls),
+            ("allowlist.hashes", IndicatorType::Hash, raw.hashes),
+            ("allowlist.emails", IndicatorType::Email, raw.emails),
+        ];
+        for (key, kind, entries) in lists {
+            for text in entries.unwrap_or_default() {
+                if let Err(error) = allowlist.add(kind, &text) {
+                    return Err(self.error(key, format!("{error}; fix or remove this entry")));
+                }
+            }
+        }
+        Ok(BuildOptions {
+            allowlist,
+            suppress_public_suffixes: raw.suppress_public_suffixes.unwrap_or(true),
+            ..BuildOptions::default()
+        })
+    }
+
+    /// Reads the `[extract]` trust settings for `Received` headers into
+    /// `limits`.
+    fn extract(&self, raw: super::raw::RawExtract, limits: &mut Limits) -> Result<(), ConfigError> {
+        limits.trusted_received_hops = self.count(
+            "extract.trusted_received_hops",
+            raw.trusted_received_hops,
+            limits.trusted_received_hops,
+            0,
+            50,
+        )?;
+        let mut networks = Vec::new();
+        for text in raw.trusted_networks.unwrap_or_default() {
+            match crate::index::normalize::ip_or_network(&text) {
+                Ok(net) => networks.push(net),
+                Err(_) => {
+                    return Err(self.error(
+                        "extract.trusted_networks",
+                        format!(
+                            "invalid network {text:?}; write an address or a CIDR network such as 192.0.2.0/24"
+                        ),
+                    ))
+                }
+            }
+        }
+        limits.trusted_networks = networks;
+        Ok(())
     }
 
     fn count(
