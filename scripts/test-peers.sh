@@ -22,6 +22,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/sbin:/sbin
 PEERS_DIR=${IOC_MILTER_PEERS_DIR:-/tmp/ioc-milter-peers}
 VENV=$PEERS_DIR/venv
+BROWSER_VENV=$PEERS_DIR/browser-venv
 PF_DIR=$PEERS_DIR/postfix
 PF_CONF=$PF_DIR/etc
 TAXII_DIR=$PEERS_DIR/opentaxii
@@ -56,16 +57,18 @@ wait_for_exit() {
 
 install_packages() {
     # miltertest (OpenDKIM) drives the milter protocol test in tests/milter_miltertest.rs.
-    if command -v postfix >/dev/null && command -v swaks >/dev/null && command -v miltertest >/dev/null; then
-        log "postfix, swaks and miltertest already installed"
+    # chromium and chromedriver run the status page test in a real browser.
+    if command -v postfix >/dev/null && command -v swaks >/dev/null && command -v miltertest >/dev/null \
+        && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        log "postfix, swaks, miltertest and chromium already installed"
     else
-        log "installing postfix, swaks and miltertest with apt-get"
+        log "installing postfix, swaks, miltertest, chromium and chromedriver with apt-get"
         apt-get update -qq
         # "No configuration" leaves /etc/postfix/main.cf absent, so the system
         # instance can never start by accident.
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            postfix swaks miltertest >/dev/null
+            postfix swaks miltertest chromium chromium-driver >/dev/null
     fi
 
     if [ -x "$VENV/bin/gunicorn" ] && [ -x "$VENV/bin/opentaxii-sync-data" ]; then
@@ -81,6 +84,15 @@ install_packages() {
         "$PYTHON" -m venv "$VENV"
         "$VENV/bin/pip" install --quiet --disable-pip-version-check \
             opentaxii==0.9.3 gunicorn==27.0.1
+    fi
+
+    if [ -x "$BROWSER_VENV/bin/python" ] && "$BROWSER_VENV/bin/python" -c "import selenium" 2>/dev/null; then
+        log "Selenium venv already present in $BROWSER_VENV"
+    else
+        log "installing Selenium into $BROWSER_VENV"
+        mkdir -p "$PEERS_DIR"
+        "$PYTHON" -m venv "$BROWSER_VENV"
+        "$BROWSER_VENV/bin/pip" install --quiet --disable-pip-version-check selenium==4.51.0
     fi
 }
 
