@@ -151,8 +151,15 @@ impl Postfix {
         self.run("postcat", &["-h", "-q", queue_id])
     }
 
+    /// Releases a held message. `postsuper -H` moves it to the deferred
+    /// queue, which Postfix scans only every `queue_run_delay` (300 s by
+    /// default), so `postqueue -i` then asks for its delivery now.
     fn release(&self, queue_id: &str) -> Result<()> {
-        self.run("postsuper", &["-H", queue_id]).map(|_| ())
+        self.run("postsuper", &["-H", queue_id])?;
+        if let Err(error) = self.run("postqueue", &["-i", queue_id]) {
+            tracing::warn!(queue_id, "released, but asking Postfix to deliver it now failed: {error:#}; it is delivered at the next deferred queue run");
+        }
+        Ok(())
     }
 
     fn delete(&self, queue_id: &str) -> Result<()> {
