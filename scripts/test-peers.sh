@@ -6,6 +6,7 @@
 #   OpenTAXII  TAXII 1.1 server on 127.0.0.1:9000 shaped like AlienVault OTX
 #            (/taxii/discovery, /taxii/collections, /taxii/poll, /taxii/inbox,
 #            collection user_AlienVault, username otx-api-key-0001, any password)
+#   medallion  TAXII 2.1 server on 127.0.0.1:5000 (scripts/peers/medallion.sh)
 #
 # Usage: scripts/test-peers.sh install|start|stop|status
 #
@@ -32,6 +33,8 @@ TAXII_PORT=9000
 PYTHON=${IOC_MILTER_PYTHON:-python3}
 
 log() { printf 'test-peers: %s\n' "$*" >&2; }
+
+medallion() { MEDALLION_DIR=$PEERS_DIR/medallion "$REPO/scripts/peers/medallion.sh" "$@"; }
 
 # Waits (at most 10 s) until something accepts TCP connections on 127.0.0.1:$1.
 wait_for_port() {
@@ -360,15 +363,20 @@ show_status() {
 }
 
 case "${1:-}" in
-    install) install_packages ;;
+    install)
+        install_packages
+        medallion install
+        ;;
     start)
         start_opentaxii
         start_postfix
+        medallion start
         ;;
     stop)
         rc=0
         stop_postfix || rc=1
         stop_opentaxii || rc=1
+        medallion stop || rc=1
         exit "$rc"
         ;;
     status) show_status ;;

@@ -31,6 +31,7 @@ scripts/test-peers.sh start
 export IOC_MILTER_E2E=1
 export IOC_MILTER_POSTFIX_CONFIG_DIR=$IOC_MILTER_PEERS_DIR/postfix/etc
 export IOC_MILTER_TAXII11_URL=http://127.0.0.1:9000
+export IOC_MILTER_TAXII21_URL=http://127.0.0.1:5000/taxii2/
 export IOC_MILTER_OPENTAXII_PYTHON=$IOC_MILTER_PEERS_DIR/venv/bin/python
 export IOC_MILTER_BROWSER_PYTHON=$IOC_MILTER_PEERS_DIR/browser-venv/bin/python
 if [ -n "${IOC_MILTER_CORPUS:-}" ]; then
