@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite, end-to-end tests included, against real peers
-# (Postfix on 127.0.0.1:2525, OpenTAXII on 127.0.0.1:9000) started by
-# scripts/test-peers.sh. Needs root for apt-get and Postfix:
+# (Postfix on 127.0.0.1:2525, OpenTAXII on 127.0.0.1:9000, medallion on
+# 127.0.0.1:5000) started by scripts/test-peers.sh. Needs root for apt-get
+# and Postfix:
 #
 #   sudo scripts/test.sh [CARGO TEST ARGS...]
 #
