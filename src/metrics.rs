@@ -138,16 +138,18 @@ impl Metrics {
         self.index_build_nanos.store(nanos, Ordering::Relaxed);
     }
 
-    /// Records the outcome of one poll of `source`.
-    pub fn poll_finished(&self, source: &str, ok: bool, duration: Duration) {
+    /// Records a successful poll of `source` and how long it took.
+    pub fn poll_finished(&self, source: &str, duration: Duration) {
         let mut map = self.polls.lock().unwrap_or_else(|p| p.into_inner());
         let stats = map.entry(source.to_string()).or_default();
-        if ok {
-            stats.successes += 1;
-        } else {
-            stats.failures += 1;
-        }
+        stats.successes += 1;
         stats.last_duration = duration.as_secs_f64();
+    }
+
+    /// Records a failed poll of `source`.
+    pub fn poll_failed(&self, source: &str) {
+        let mut map = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(source.to_string()).or_default().failures += 1;
     }
 
     /// Writes every counter in the Prometheus text format; `extra` is
@@ -369,7 +371,8 @@ mod tests {
             [(IndicatorType::Ip, "otx".to_string())].into_iter(),
         );
         registry.observe_latency(Duration::from_micros(300));
-        registry.poll_finished("otx", false, Duration::from_millis(1500));
+        registry.poll_finished("otx", Duration::from_millis(1500));
+        registry.poll_failed("otx");
         let text = registry.render("");
         assert!(
             text.contains("ioc_milter_messages_total{verdict=\"reject\"} 1\n"),

@@ -61,6 +61,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/sources", get(sources_json))
         .route("/api/matches", get(matches_json))
         .route("/sources/{name}/poll", post(poll_now))
+        .route("/sources/{name}/suspend", post(suspend))
+        .route("/sources/{name}/resume", post(resume))
         .with_state(state)
 }
 
@@ -205,16 +207,13 @@ async fn poll_now(
         return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
     }
     tracing::info!(source = %name, "status page: Poll Now");
-    let started = std::time::Instant::now();
     let result = tokio::time::timeout(POLL_NOW_WAIT, state.feeds.poll(&name, None)).await;
     match result {
         Ok(Ok(report)) => {
-            metrics().poll_finished(&name, true, started.elapsed());
             (state.on_change)();
             tracing::info!(source = %name, indicators = report.indicators, "status page: poll finished");
         }
         Ok(Err(error)) => {
-            metrics().poll_finished(&name, false, started.elapsed());
             tracing::warn!(source = %name, %error, "status page: poll failed; the last good set is kept");
         }
         Err(_) => {
@@ -222,6 +221,50 @@ async fn poll_now(
         }
     }
     Redirect::to("/").into_response()
+}
+
+async fn suspend(
+    State(state): State<Arc<WebState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    set_suspended(&state, &name, &headers, &form, true)
+}
+
+async fn resume(
+    State(state): State<Arc<WebState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    set_suspended(&state, &name, &headers, &form, false)
+}
+
+fn set_suspended(
+    state: &WebState,
+    name: &str,
+    headers: &HeaderMap,
+    form: &ActionForm,
+    suspended: bool,
+) -> Response {
+    let action = if suspended { "Suspend" } else { "Resume" };
+    if let Err(reason) = check_request(state, headers, &form.token) {
+        tracing::warn!(source = %name, reason, "status page: rejected a {action} request");
+        return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
+    }
+    let result = if suspended {
+        state.feeds.suspend(name)
+    } else {
+        state.feeds.resume(name)
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(source = %name, "status page: {action}");
+            Redirect::to("/").into_response()
+        }
+        Err(error) => (StatusCode::NOT_FOUND, format!("{error}\n")).into_response(),
+    }
 }
 
 fn html_escape(text: &str) -> String {
@@ -281,7 +324,7 @@ async fn status_page(State(state): State<Arc<WebState>>) -> Html<String> {
         let name = html_escape(&status.name);
         let _ = write!(
             page,
-            "<tr data-source=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"last-poll\">{}</td><td class=\"state\">{}{error}</td><td>{} ({})</td><td><form method=\"post\" action=\"/sources/{name}/poll\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\" class=\"poll-now\">Poll Now</button></form></td></tr>",
+            "<tr data-source=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"last-poll\">{}</td><td class=\"state\">{}{error}</td><td>{} ({})</td><td><form method=\"post\" action=\"/sources/{name}/poll\"><input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\" class=\"poll-now\">Poll Now</button></form> <form method=\"post\" action=\"/sources/{name}/{toggle}\"><input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\" class=\"{toggle}\">{toggle_label}</button></form></td></tr>",
             status.kind,
             html_escape(&status.host),
             html_escape(status.collection.as_deref().unwrap_or("")),
@@ -290,7 +333,9 @@ async fn status_page(State(state): State<Arc<WebState>>) -> Html<String> {
             html_escape(&state_name),
             status.indicators,
             html_escape(&counts.join(", ")),
-            state.token
+            token = state.token,
+            toggle = if status.suspended { "resume" } else { "suspend" },
+            toggle_label = if status.suspended { "Resume" } else { "Suspend" },
         );
     }
     page.push_str("</table><h2>Latest matches</h2><table id=\"matches\"><tr><th>Time</th><th>Verdict</th><th>Queue id</th><th>Sender</th><th>Subject</th><th>Matches</th></tr>");

@@ -281,6 +281,34 @@ async fn daemon_serves_milter_and_status() {
         .unwrap();
     assert!(poll.status().is_success(), "{:?}", poll.status());
 
+    // Suspend and Resume change the source's state.
+    for (action, suspended) in [("suspend", true), ("resume", false)] {
+        let response = http
+            .post(format!("{base}/sources/demo/{action}"))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{action}: {:?}",
+            response.status()
+        );
+        let body = http
+            .get(format!("{base}/api/sources"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let sources: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            sources[0]["suspended"], suspended,
+            "after {action}: {sources}"
+        );
+    }
+
     // The match log has the rejected message.
     let (entries, invalid) =
         ioc_milter::matchlog::read_entries(&dir.path().join("matches.jsonl")).unwrap();

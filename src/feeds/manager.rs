@@ -663,11 +663,13 @@ impl FeedManager {
             duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
             "poll finished"
         );
+        crate::metrics::metrics().poll_finished(&config.name, report.duration);
         report
     }
 
     fn record_failure(&self, entry: &SourceEntry, error: &PollError, now: DateTime<Utc>) {
         let name = &entry.config.name;
+        crate::metrics::metrics().poll_failed(name);
         let mut state = lock(&entry.state);
         state.status.last_error = Some(error.to_string());
         state.status.stale_since = state.status.stale_since.or(Some(now));
