@@ -101,6 +101,9 @@ pub struct RawExtract {
 pub struct RawSource {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// `subdomains` (default) or `exact`: how this source's domain
+    /// indicators match.
+    pub domain_match: Option<String>,
     pub kind: Option<String>,
     pub suspended: Option<bool>,
     pub polling_interval: Option<String>,

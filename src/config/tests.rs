@@ -211,3 +211,25 @@ fn relative_paths_follow_config_dir() {
     let config = parse_text("[state]\ndirectory = \"state\"\n").unwrap();
     assert_eq!(config.state.directory, Path::new("/etc/ioc-milter/state"));
 }
+
+#[test]
+fn domain_match_exact_listed() {
+    let text = ADMIN_EXAMPLE.replace(
+        "name = \"local\"\n",
+        "name = \"local\"\ndomain_match = \"exact\"\n",
+    );
+    let config = parse_text(&text).unwrap();
+    assert!(config.index.exact_host_sources.contains("local"));
+    assert!(!config.index.exact_host_sources.contains("alienvault_user"));
+}
+
+#[test]
+fn domain_match_invalid_named() {
+    let text = ADMIN_EXAMPLE.replace(
+        "name = \"local\"\n",
+        "name = \"local\"\ndomain_match = \"parents\"\n",
+    );
+    let error = error_of(&text);
+    assert_eq!(error.key, "source[local].domain_match");
+    assert!(error.message.contains("\"parents\""), "{}", error.message);
+}

@@ -121,12 +121,29 @@ impl Validator {
         let http = self.http(raw.http.unwrap_or_default())?;
         let mut limits = self.limits(raw.limits.unwrap_or_default())?;
         self.extract(raw.extract.unwrap_or_default(), &mut limits)?;
-        let index = self.allowlist(raw.allowlist.unwrap_or_default())?;
+        let mut index_options = self.allowlist(raw.allowlist.unwrap_or_default())?;
 
         let mut sources = Vec::new();
         let mut names = HashSet::new();
-        for (index, raw_source) in raw.source.into_iter().enumerate() {
-            let source = self.source(index, raw_source)?;
+        for (position, raw_source) in raw.source.into_iter().enumerate() {
+            let domain_match = raw_source.domain_match.clone();
+            let source = self.source(position, raw_source)?;
+            match domain_match.as_deref() {
+                None | Some("subdomains") => {}
+                Some("exact") => {
+                    index_options
+                        .exact_host_sources
+                        .insert(source.name.clone());
+                }
+                Some(other) => {
+                    return Err(self.error(
+                        &format!("source[{}].domain_match", source.name),
+                        format!(
+                            "invalid value {other:?}; allowed: \"subdomains\" (a domain indicator also matches its subdomains) or \"exact\" (only the name itself)"
+                        ),
+                    ))
+                }
+            }
             if !names.insert(source.name.clone()) {
                 return Err(self.error(
                     &format!("source[{}].name", source.name),
@@ -150,7 +167,7 @@ impl Validator {
             policy,
             limits,
             http,
-            index,
+            index: index_options,
             sources,
             warnings: self.warnings,
         })
