@@ -236,6 +236,17 @@ pub struct MatchesArgs {
     /// Only entries whose envelope sender contains this text.
     #[arg(long)]
     pub sender: Option<String>,
+    /// Only entries whose recipients include one containing this text.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Only entries with a match of this observable type (ip, domain, url,
+    /// hash, email).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Keep reading: print new entries as they are appended, like tail -f,
+    /// until interrupted.
+    #[arg(long)]
+    pub follow: bool,
     /// Print a summary (counts by verdict, source, indicator, sender).
     #[arg(long)]
     pub summary: bool,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::MatchesArgs;
 use crate::config::Config;
+use crate::index::IndicatorType;
 use crate::matchlog::{self, LogEntry};
 use crate::policy::Action;
 
@@ -29,6 +30,12 @@ pub fn run(config: &Config, args: MatchesArgs) -> Result<ExitCode> {
         );
     }
     let selected: Vec<&LogEntry> = entries.iter().filter(|e| filter.accepts(e)).collect();
+    if args.follow {
+        for entry in &selected {
+            print_entry(entry, args.json)?;
+        }
+        return follow(&path, &filter, args.json);
+    }
     if args.summary {
         print_summary(&selected);
     } else if args.json {
@@ -50,6 +57,8 @@ pub struct Filter {
     pub verdict: Option<Action>,
     pub indicator: Option<String>,
     pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub kind: Option<IndicatorType>,
 }
 
 impl Filter {
@@ -74,6 +83,8 @@ impl Filter {
             verdict,
             indicator: args.indicator.as_ref().map(|s| s.to_lowercase()),
             sender: args.sender.as_ref().map(|s| s.to_lowercase()),
+            recipient: args.recipient.as_ref().map(|s| s.to_lowercase()),
+            kind: args.kind.as_deref().map(parse_kind).transpose()?,
         })
     }
 
@@ -109,8 +120,31 @@ impl Filter {
                 return false;
             }
         }
+        if let Some(needle) = &self.recipient {
+            let hit = entry
+                .recipients
+                .iter()
+                .any(|r| r.to_lowercase().contains(needle));
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(kind) = self.kind {
+            if !entry.matches.iter().any(|m| m.kind == kind.as_str()) {
+                return false;
+            }
+        }
         true
     }
+}
+
+fn parse_kind(text: &str) -> Result<IndicatorType> {
+    IndicatorType::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == text.trim().to_ascii_lowercase())
+        .ok_or_else(|| {
+            anyhow!("--type: unknown type {text:?}; expected one of ip, domain, url, hash, email")
+        })
 }
 
 /// Reads an RFC 3339 time, or a duration meaning that long before `now`.
@@ -126,6 +160,62 @@ fn parse_time(option: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<U
     Err(anyhow!(
         "{option}: invalid time {text:?}; write an RFC 3339 time such as 2026-12-01T00:00:00Z or a duration such as 24h"
     ))
+}
+
+/// How often `--follow` looks for new lines.
+const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn print_entry(entry: &LogEntry, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string(entry)?);
+    } else {
+        print_table(&[entry]);
+    }
+    Ok(())
+}
+
+/// Prints entries appended to the log from now on, until interrupted. A
+/// rotated log (a new file at the path, or a shorter one) is read from its
+/// start.
+fn follow(path: &std::path::Path, filter: &Filter, as_json: bool) -> Result<ExitCode> {
+    use std::io::{BufRead, BufReader, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+
+    let open = || -> Result<(BufReader<std::fs::File>, u64)> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot read the match log {}", path.display()))?;
+        let inode = file.metadata()?.ino();
+        Ok((BufReader::new(file), inode))
+    };
+    let (mut reader, mut inode) = open()?;
+    reader.seek(SeekFrom::End(0))?;
+    let mut pending = String::new();
+    loop {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line)?;
+        if read == 0 {
+            std::thread::sleep(FOLLOW_INTERVAL);
+            let rotated = match std::fs::metadata(path) {
+                Ok(meta) => meta.ino() != inode || meta.len() < reader.stream_position()?,
+                Err(_) => false,
+            };
+            if rotated {
+                (reader, inode) = open()?;
+                pending.clear();
+            }
+            continue;
+        }
+        pending.push_str(&line);
+        if !pending.ends_with('\n') {
+            continue;
+        }
+        if let Ok(entry) = serde_json::from_str::<LogEntry>(pending.trim_end()) {
+            if filter.accepts(&entry) {
+                print_entry(&entry, as_json)?;
+            }
+        }
+        pending.clear();
+    }
 }
 
 fn print_table(entries: &[&LogEntry]) {
@@ -333,5 +423,55 @@ mod tests {
         let since = parse_time("--since", "24h", now).unwrap();
         assert_eq!(since.to_rfc3339(), "2026-12-03T12:00:00+00:00");
         assert!(parse_time("--since", "yesterday", now).is_err());
+    }
+}
+
+#[cfg(test)]
+mod filter_more_tests {
+    use super::*;
+
+    #[test]
+    fn filter_recipient_and_type() {
+        let line = r#"{"time":"2026-12-01T10:00:00Z","reference":"R","queue_id":"Q1","recipients":["bob@test.example"],"verdict":"reject","policy_verdict":"reject","monitor":false,"stage":"end-of-message","matches":[{"type":"ip","observable":"203.0.113.7","location":"connect","indicator":"203.0.113.7","source":"otx","indicator_id":"i","action":"reject"}]}"#;
+        let entry: LogEntry = serde_json::from_str(line).unwrap();
+        let cases = [
+            (
+                Filter {
+                    recipient: Some("bob@".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    recipient: Some("carol@".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    kind: Some(IndicatorType::Ip),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    kind: Some(IndicatorType::Url),
+                    ..Filter::default()
+                },
+                false,
+            ),
+        ];
+        for (index, (filter, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                filter.accepts(&entry),
+                *expected,
+                "case {index}: {filter:?}"
+            );
+        }
+        assert!(parse_kind("HASH").is_ok());
+        assert!(parse_kind("ipv4").is_err());
     }
 }
