@@ -1,5 +1,6 @@
 //! `check-config`, `poll` and `sources`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -85,7 +86,14 @@ pub async fn poll(config: &Config, args: crate::cli::PollArgs) -> Result<ExitCod
     let mode = args.full.then_some(PollMode::Full);
     let mut failed = false;
     for name in names {
-        match feeds.poll(&name, mode).await {
+        let bar = (!args.json && std::io::stderr().is_terminal())
+            .then(|| tokio::spawn(show_progress(name.clone())));
+        let result = feeds.poll(&name, mode).await;
+        if let Some(bar) = bar {
+            bar.abort();
+            eprint!("\r\x1b[K");
+        }
+        match result {
             Ok(report) => {
                 let counts = &report.counts;
                 if args.json {
@@ -139,6 +147,32 @@ pub async fn poll(config: &Config, args: crate::cli::PollArgs) -> Result<ExitCod
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Width of the progress bar, in characters.
+const BAR_WIDTH: u64 = 30;
+
+/// Draws a progress bar on standard error while a segmented poll of
+/// `source` runs: segments done, blocks and observables so far.
+async fn show_progress(source: String) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        ticker.tick().await;
+        let Some(progress) = crate::feeds::manager::poll_progress(&source) else {
+            continue;
+        };
+        let filled = (progress.segments_done * BAR_WIDTH)
+            .checked_div(progress.segments)
+            .unwrap_or(0)
+            .min(BAR_WIDTH);
+        let bar: String = (0..BAR_WIDTH)
+            .map(|i| if i < filled { '#' } else { ' ' })
+            .collect();
+        eprint!(
+            "\r{source}: [{bar}] segment {}/{}, {} blocks, {} observables so far",
+            progress.segments_done, progress.segments, progress.blocks, progress.observables
+        );
+    }
 }
 
 pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {

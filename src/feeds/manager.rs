@@ -69,6 +69,68 @@ pub enum PollError {
     Cancelled(String),
 }
 
+/// How often a long poll logs its progress.
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Progress of a running segmented poll, for progress bars and log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PollProgress {
+    pub segments_done: u64,
+    pub segments: u64,
+    pub blocks: u64,
+    pub observables: u64,
+}
+
+fn progress_map() -> &'static Mutex<HashMap<String, PollProgress>> {
+    static PROGRESS: std::sync::OnceLock<Mutex<HashMap<String, PollProgress>>> =
+        std::sync::OnceLock::new();
+    PROGRESS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn lock_progress() -> std::sync::MutexGuard<'static, HashMap<String, PollProgress>> {
+    progress_map().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Returns the progress of the poll of `name` that is running, if any.
+pub fn poll_progress(name: &str) -> Option<PollProgress> {
+    lock_progress().get(name).copied()
+}
+
+/// Publishes a source's poll progress while it lives; dropping it (also on
+/// an error) removes the entry.
+struct ProgressGuard {
+    name: String,
+}
+
+impl ProgressGuard {
+    fn start(name: &str, segments: u64) -> ProgressGuard {
+        let progress = PollProgress {
+            segments,
+            ..PollProgress::default()
+        };
+        lock_progress().insert(name.to_string(), progress);
+        ProgressGuard {
+            name: name.to_string(),
+        }
+    }
+
+    /// Counts one finished segment.
+    fn update(&self, blocks: u64, observables: u64) -> PollProgress {
+        let mut map = lock_progress();
+        let progress = map.entry(self.name.clone()).or_default();
+        progress.segments_done += 1;
+        progress.blocks += blocks;
+        progress.observables = observables;
+        *progress
+    }
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        lock_progress().remove(&self.name);
+    }
+}
+
 /// The activity of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -565,6 +627,8 @@ impl FeedManager {
         };
         let mut latest_label = None;
         let mut server_end = None;
+        let progress = ProgressGuard::start(&config.name, segment_count);
+        let mut last_progress_log = Instant::now();
         for (segment_begin, segment_end) in bounds {
             let window = client
                 .poll_window(segment_begin, Some(segment_end), &context)
@@ -587,6 +651,18 @@ impl FeedManager {
                 server_end = window.inclusive_end;
             }
             fetched.outcome.absorb(window.outcome);
+            let now_progress = progress.update(window.blocks, fetched.outcome.counts.observables);
+            if last_progress_log.elapsed() >= PROGRESS_LOG_INTERVAL {
+                last_progress_log = Instant::now();
+                tracing::info!(
+                    source = %config.name,
+                    segments_done = now_progress.segments_done,
+                    segments = now_progress.segments,
+                    blocks = now_progress.blocks,
+                    observables = now_progress.observables,
+                    "poll progress"
+                );
+            }
         }
         fetched.cursor = Some(server_end.or(latest_label).unwrap_or(end));
         Ok(fetched)
@@ -1280,5 +1356,29 @@ mod tests {
         let dropped = expire(&mut indicators, Duration::from_secs(30 * 86_400), now);
         assert_eq!(dropped, 2);
         assert_eq!(indicators.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn progress_published_while_guard_lives() {
+        let name = "progress-test-source";
+        assert_eq!(poll_progress(name), None);
+        let guard = ProgressGuard::start(name, 4);
+        guard.update(3, 10);
+        let progress = guard.update(2, 25);
+        let expected = PollProgress {
+            segments_done: 2,
+            segments: 4,
+            blocks: 5,
+            observables: 25,
+        };
+        assert_eq!(progress, expected);
+        assert_eq!(poll_progress(name), Some(expected));
+        drop(guard);
+        assert_eq!(poll_progress(name), None);
     }
 }
