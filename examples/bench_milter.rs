@@ -11,6 +11,9 @@
 //! `--swap-every` rebuilds an index of the same size with a new seed on a
 //! thread and swaps it in at that interval while mail flows. The server
 //! stops by itself after `--max-seconds` (default 900) or on Ctrl-C.
+//!
+//! `--dump-maps DIR` writes the same index as rspamd multimap files
+//! (`ip.map`, `domain.map`, `url.map`, `hash.map`, `email.map`) and exits.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -43,6 +46,7 @@ async fn main() -> Result<(), String> {
     let mut count = 0usize;
     let mut swap_every = 0u64;
     let mut max_secs = 900u64;
+    let mut dump: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -50,10 +54,14 @@ async fn main() -> Result<(), String> {
             "--indicators" => count = value(&flag, args.next())?,
             "--swap-every" => swap_every = value(&flag, args.next())?,
             "--max-seconds" => max_secs = value(&flag, args.next())?,
+            "--dump-maps" => dump = Some(value(&flag, args.next())?),
             other => return Err(format!("unknown argument {other:?}; see the file header")),
         }
     }
     let listen = accept::loopback_listen(&listen)?;
+    if let Some(dir) = dump {
+        return dump_maps(&dir, count);
+    }
 
     let engine = Arc::new(Engine::new(
         PolicyConfig::default(),
@@ -109,6 +117,47 @@ async fn main() -> Result<(), String> {
         let _ = handle.join();
     }
     served.map_err(|e| format!("the bench milter failed: {e}"))
+}
+
+/// Writes the generated indicators (and the peer values) as rspamd maps.
+fn dump_maps(dir: &std::path::Path, count: usize) -> Result<(), String> {
+    use ioc_milter::index::IndicatorValue;
+    use std::io::Write;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the maps directory {}: {e}", dir.display()))?;
+    let open = |name: &str| {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .map(std::io::BufWriter::new)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let (mut ip, mut domain, mut url) = (open("ip.map")?, open("domain.map")?, open("url.map")?);
+    let (mut hash, mut email) = (open("hash.map")?, open("email.map")?);
+    let mut list = common::indicators(count, 1);
+    list.extend(common::peer_indicators());
+    for indicator in &list {
+        let written = match &indicator.value {
+            IndicatorValue::Ip(net) if net.prefix_len() == net.max_prefix_len() => {
+                writeln!(ip, "{}", net.addr())
+            }
+            IndicatorValue::Ip(net) => writeln!(ip, "{net}"),
+            IndicatorValue::Domain(d) => writeln!(domain, "{d}"),
+            IndicatorValue::Url(u) => writeln!(url, "{u}"),
+            IndicatorValue::Hash(h) => writeln!(hash, "{h}"),
+            IndicatorValue::Email(e) => writeln!(email, "{e}"),
+        };
+        written.map_err(|e| format!("cannot write a map in {}: {e}", dir.display()))?;
+    }
+    for mut file in [ip, domain, url, hash, email] {
+        file.flush()
+            .map_err(|e| format!("cannot write a map in {}: {e}", dir.display()))?;
+    }
+    eprintln!(
+        "wrote maps of {} indicators to {}",
+        list.len(),
+        dir.display()
+    );
+    Ok(())
 }
 
 #[allow(dead_code)]

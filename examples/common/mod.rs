@@ -207,3 +207,69 @@ pub fn files_under(dir: &Path, limit: usize) -> Vec<PathBuf> {
     out.truncate(limit);
     out
 }
+
+/// A STIX 1.2 package with `count` indicators of the generated kinds, one
+/// CybOX object each, in the shape OTX exports (address, domain, URI and
+/// file hash objects with `condition="Equals"`).
+pub fn stix1_package(count: usize, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut out = String::with_capacity(count * 700 + 2048);
+    out.push_str(concat!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+        "\n",
+        r#"<stix:STIX_Package xmlns:stix="http://stix.mitre.org/stix-1" "#,
+        r#"xmlns:indicator="http://stix.mitre.org/Indicator-2" "#,
+        r#"xmlns:cybox="http://cybox.mitre.org/cybox-2" "#,
+        r#"xmlns:cyboxCommon="http://cybox.mitre.org/common-2" "#,
+        r#"xmlns:AddressObj="http://cybox.mitre.org/objects#AddressObject-2" "#,
+        r#"xmlns:DomainNameObj="http://cybox.mitre.org/objects#DomainNameObject-1" "#,
+        r#"xmlns:URIObj="http://cybox.mitre.org/objects#URIObject-2" "#,
+        r#"xmlns:FileObj="http://cybox.mitre.org/objects#FileObject-2" "#,
+        r#"xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" "#,
+        r#"xmlns:bench="http://example.com/bench" id="bench:Package-1" version="1.2" "#,
+        r#"timestamp="2026-12-01T00:00:00Z">"#,
+        "\n<stix:STIX_Header><stix:Title>Generated benchmark package</stix:Title></stix:STIX_Header>\n<stix:Indicators>\n"
+    ));
+    for n in 1..=count as u64 {
+        let (kind, text) = value_text(&mut rng, n);
+        let properties = match kind {
+            IndicatorType::Ip => {
+                let category = if text.contains(':') {
+                    "ipv6-addr"
+                } else if text.contains('/') {
+                    "cidr"
+                } else {
+                    "ipv4-addr"
+                };
+                format!(
+                    r#"<cybox:Properties xsi:type="AddressObj:AddressObjectType" category="{category}"><AddressObj:Address_Value condition="Equals">{text}</AddressObj:Address_Value></cybox:Properties>"#
+                )
+            }
+            IndicatorType::Domain => format!(
+                r#"<cybox:Properties xsi:type="DomainNameObj:DomainNameObjectType" type="FQDN"><DomainNameObj:Value condition="Equals">{text}</DomainNameObj:Value></cybox:Properties>"#
+            ),
+            IndicatorType::Url => format!(
+                r#"<cybox:Properties xsi:type="URIObj:URIObjectType" type="URL"><URIObj:Value condition="Equals">{}</URIObj:Value></cybox:Properties>"#,
+                text.replace('&', "&amp;")
+            ),
+            IndicatorType::Hash => {
+                let name = match text.len() {
+                    32 => "MD5",
+                    40 => "SHA1",
+                    _ => "SHA256",
+                };
+                format!(
+                    r#"<cybox:Properties xsi:type="FileObj:FileObjectType"><FileObj:Hashes><cyboxCommon:Hash><cyboxCommon:Type condition="Equals">{name}</cyboxCommon:Type><cyboxCommon:Simple_Hash_Value condition="Equals">{text}</cyboxCommon:Simple_Hash_Value></cyboxCommon:Hash></FileObj:Hashes></cybox:Properties>"#
+                )
+            }
+            IndicatorType::Email => format!(
+                r#"<cybox:Properties xsi:type="AddressObj:AddressObjectType" category="e-mail"><AddressObj:Address_Value condition="Equals">{text}</AddressObj:Address_Value></cybox:Properties>"#
+            ),
+        };
+        out.push_str(&format!(
+            "<stix:Indicator id=\"bench:Indicator-{n}\" timestamp=\"2026-12-01T00:00:00Z\" xsi:type=\"indicator:IndicatorType\"><indicator:Title>{kind} - generated {n}</indicator:Title><indicator:Observable id=\"bench:Observable-{n}\"><cybox:Object id=\"bench:Object-{n}\">{properties}</cybox:Object></indicator:Observable></stix:Indicator>\n"
+        ));
+    }
+    out.push_str("</stix:Indicators>\n</stix:STIX_Package>\n");
+    out
+}
