@@ -6,10 +6,13 @@
 //!     [--listen inet:127.0.0.1:8994|unix:/path] [--indicators N] \
 //!     [--swap-every SECONDS] [--max-seconds S]
 //! ```
-//! `--indicators 0` is the empty index. The shared test peers' values
-//! (see ../shared/peers) are always added, so their test messages match.
+//! `--indicators 0` is the empty index. The values of the project's test
+//! peers (203.0.113.7, evil-domain.example.net, ...) are always added, so
+//! test messages that carry them match in ioc-milter and rspamd alike.
 //! `--swap-every` rebuilds an index of the same size with a new seed on a
-//! thread and swaps it in at that interval while mail flows. The server
+//! thread while mail flows, and swaps it in after that interval, or when
+//! the rebuild ends if it takes longer (about 2.5 s for 1 million on 2
+//! busy cores). Each swap is printed with its time. The server
 //! stops by itself after `--max-seconds` (default 900) or on Ctrl-C.
 //!
 //! `--dump-maps DIR` writes the same index as rspamd multimap files
@@ -83,6 +86,7 @@ async fn main() -> Result<(), String> {
         let engine = engine.clone();
         let stop = stop.clone();
         std::thread::spawn(move || {
+            let started = Instant::now();
             let mut seed = 2u64;
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -94,6 +98,7 @@ async fn main() -> Result<(), String> {
                 }
                 engine.swap_index(fresh);
                 swaps += 1;
+                eprintln!("swap {swaps} at {:.2} s", started.elapsed().as_secs_f64());
             }
             eprintln!("swapped the index {swaps} times");
         })

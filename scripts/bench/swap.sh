@@ -16,6 +16,15 @@ PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
+# loadgen prints a line for people, then a JSON line: the first goes to
+# stderr, the second to OUT.
+split_lines() {
+    local human json
+    IFS= read -r human; IFS= read -r json
+    echo "$human" >&2
+    echo "$json" >> "$OUT"
+}
+
 wait_port() {
     for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
     echo "nothing listens on 127.0.0.1:$1" >&2; return 1
@@ -26,6 +35,6 @@ for swap in 0 1; do
     PID=$!
     wait_port 8994
     "$BIN/loadgen" --target inet:127.0.0.1:8994 --dir "$DIR" --connections "$CONNS" \
-        --count 1000000 --seconds "$SECS" --label "swap-every-$swap" | tee /dev/stderr | tail -1 >> "$OUT"
+        --count 1000000 --seconds "$SECS" --label "swap-every-$swap" | split_lines
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 done

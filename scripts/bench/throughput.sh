@@ -19,6 +19,15 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
+# loadgen prints a line for people, then a JSON line: the first goes to
+# stderr, the second to OUT.
+split_lines() {
+    local human json
+    IFS= read -r human; IFS= read -r json
+    echo "$human" >&2
+    echo "$json" >> "$OUT"
+}
+
 wait_port() {
     for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
     echo "nothing listens on 127.0.0.1:$1" >&2; return 1
@@ -26,7 +35,7 @@ wait_port() {
 
 point() { # label port conns
     "$BIN/loadgen" --target "inet:127.0.0.1:$2" --dir "$DIR" --connections "$3" \
-        --count "$COUNT" --seconds "$SECONDS_PER_POINT" --label "$1" | tee /dev/stderr | tail -1 >> "$OUT"
+        --count "$COUNT" --seconds "$SECONDS_PER_POINT" --label "$1" | split_lines
 }
 
 "$BIN/accept_milter" inet:127.0.0.1:8995 1800 2>/dev/null & PIDS+=($!)
