@@ -10,9 +10,9 @@
 //! peers (203.0.113.7, evil-domain.example.net, ...) are always added, so
 //! test messages that carry them match in ioc-milter and rspamd alike.
 //! `--swap-every` rebuilds an index of the same size with a new seed on a
-//! thread while mail flows, and swaps it in after that interval, or when
-//! the rebuild ends if it takes longer (about 2.5 s for 1 million on 2
-//! busy cores). Each swap is printed with its time. The server
+//! thread while mail flows and swaps it in after that interval. When the
+//! rebuild takes longer (about 2.5 s for 1 million on 2 busy cores), the
+//! swap comes when it ends. Each swap is printed with its time. The server
 //! stops by itself after `--max-seconds` (default 900) or on Ctrl-C.
 //!
 //! `--dump-maps DIR` writes the same index as rspamd multimap files

@@ -27,7 +27,7 @@ split_lines() {
 
 wait_port() {
     for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
-    echo "nothing listens on 127.0.0.1:$1" >&2; return 1
+    echo "nothing listens on 127.0.0.1:$1 after 60 s; check that the milter started" >&2; return 1
 }
 
 for swap in 0 1; do
