@@ -514,6 +514,16 @@ mod tests {
     }
 
     #[test]
+    fn mix_hash_keyed() {
+        let a = MixState { key: 1 };
+        let b = MixState { key: 2 };
+        let key = (24u8, 0xc633_6400u32);
+        assert_eq!(a.hash_one(key), MixState { key: 1 }.hash_one(key));
+        assert_ne!(a.hash_one(key), b.hash_one(key));
+        assert_ne!(a.hash_one(key), a.hash_one((25u8, 0xc633_6400u32)));
+    }
+
+    #[test]
     fn build_drops_exact_repeats() {
         let a = indicator(IndicatorType::Domain, "evil.example.net", "otx", "1");
         let b = indicator(IndicatorType::Domain, "evil.example.net", "misp", "1");
