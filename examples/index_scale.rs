@@ -7,9 +7,8 @@
 //! snapshot, drops the input list and returns freed memory to the system
 //! (`malloc_trim`), then reports the resident memory of the process, which
 //! is then the snapshot plus the program itself. Lookup time per observable
-//! type is the median, over 201 batches of 1,000 lookups, of the mean time
-//! per lookup in a batch; hits look up stored values, misses values that
-//! are not stored. Run one COUNT per process, so one run's memory does not
+//! type is the median of 201 batch means, each batch 1,000 lookups. Hits
+//! look up stored values, and misses look up values that are not stored. Run one COUNT per process, so one run's memory does not
 //! count in the next. The last line is JSON for scripts.
 
 #[path = "common/mod.rs"]

@@ -1,8 +1,8 @@
-//! Milter load generator: plays the MTA side of milter protocol 6 (through
-//! `MtaClient`) against a milter on loopback, replaying a directory of .eml
-//! files over N concurrent connections, and reports messages per second and
-//! the latency of each message (MAIL FROM to the end-of-message reply) at
-//! p50, p99 and p99.9.
+//! Milter load generator. It plays the MTA side of milter protocol 6
+//! (through `MtaClient`) against a milter on loopback and replays a
+//! directory of .eml files over N concurrent connections. It reports
+//! messages per second and the latency of each message, from MAIL FROM to
+//! the end-of-message reply, at p50, p99 and p99.9.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --target inet:127.0.0.1:8994 \
