@@ -6,7 +6,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde::Serialize;
 
@@ -332,16 +332,91 @@ fn first_occurrences(indicators: &[&Indicator]) -> Vec<bool> {
 /// allocation per key.
 #[derive(Debug)]
 pub(crate) struct Postings<K> {
-    ranges: HashMap<K, (u32, u32)>,
+    ranges: HashMap<K, (u32, u32), MixState>,
     ids: Vec<u32>,
 }
 
 impl<K> Default for Postings<K> {
     fn default() -> Self {
         Postings {
-            ranges: HashMap::new(),
+            ranges: HashMap::default(),
             ids: Vec::new(),
         }
+    }
+}
+
+/// Hasher of the postings tables: a multiply-rotate mix of 64-bit words
+/// with a random key per table, finished with the SplitMix64 finalizer.
+///
+/// An IPv4 lookup probes one table per prefix length in the index, so
+/// SipHash (std's default) was most of its time. The keys here are short
+/// integers, digests, or text hashes that are already keyed SipHash
+/// outputs ([`TextKeys`]). The random key keeps feed values from choosing
+/// collisions without knowing it.
+/// NOTE: unlike SipHash, this mix is not a keyed PRF, so an attacker who
+/// could observe lookup timing might still learn enough to build slow keys.
+#[derive(Debug, Clone)]
+pub(crate) struct MixState {
+    key: u64,
+}
+
+impl Default for MixState {
+    fn default() -> Self {
+        MixState {
+            key: RandomState::new().hash_one(0x1f0c_5eed_u64),
+        }
+    }
+}
+
+impl BuildHasher for MixState {
+    type Hasher = Mix;
+
+    fn build_hasher(&self) -> Mix {
+        Mix(self.key)
+    }
+}
+
+pub(crate) struct Mix(u64);
+
+impl Hasher for Mix {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            if let Some(head) = word.get_mut(..chunk.len()) {
+                head.copy_from_slice(chunk);
+            }
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.write_u64(value as u64);
+        self.write_u64((value >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -362,7 +437,7 @@ impl<K: Hash + Eq> Postings<K> {
 /// order.
 pub(crate) fn group_postings<K: Hash + Eq + Ord + Copy>(mut pairs: Vec<(K, u32)>) -> Postings<K> {
     pairs.sort_unstable();
-    let mut ranges: HashMap<K, (u32, u32)> = HashMap::new();
+    let mut ranges: HashMap<K, (u32, u32), MixState> = HashMap::default();
     let mut ids = Vec::with_capacity(pairs.len());
     for (key, id) in pairs {
         // Positions fit in u32 because ids are u32 and each id appears once.
@@ -436,6 +511,16 @@ mod tests {
         assert_eq!(postings.get(&7), &[1, 2]);
         assert_eq!(postings.get(&3), &[0]);
         assert_eq!(postings.get(&9), &[] as &[u32]);
+    }
+
+    #[test]
+    fn mix_hash_keyed() {
+        let a = MixState { key: 1 };
+        let b = MixState { key: 2 };
+        let key = (24u8, 0xc633_6400u32);
+        assert_eq!(a.hash_one(key), MixState { key: 1 }.hash_one(key));
+        assert_ne!(a.hash_one(key), b.hash_one(key));
+        assert_ne!(a.hash_one(key), a.hash_one((25u8, 0xc633_6400u32)));
     }
 
     #[test]

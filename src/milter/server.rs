@@ -3,11 +3,15 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -152,6 +156,69 @@ impl Listener {
     }
 }
 
+/// A TCP stream that acknowledges every read at once.
+///
+/// Postfix does not set TCP_NODELAY on milter sockets, so it holds a small
+/// write until its previous one is acknowledged. The milter answers no
+/// macros and (with the no-reply flags) few commands, so Linux delays the
+/// ACK by up to 40 ms, and every message waits that long. TCP_QUICKACK is
+/// not sticky (the kernel turns it off again), so it is set after each read.
+struct QuickAck(TcpStream);
+
+impl QuickAck {
+    fn quick_ack(&self) {
+        let on: libc::c_int = 1;
+        // SAFETY: the fd is owned by the live stream; the option value is a
+        // c_int of the given size.
+        let result = unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                std::ptr::addr_of!(on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result != 0 {
+            tracing::trace!(error = %io::Error::last_os_error(), "setting TCP_QUICKACK failed");
+        }
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.0).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.quick_ack();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
 /// Removes `path` when it is a socket left by an earlier run; fails when it
 /// is any other kind of file.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
@@ -236,6 +303,7 @@ pub async fn serve(
                     crate::metrics::metrics().connection_opened();
                     let result = match stream {
                         Accepted::Tcp(stream) => {
+                            let stream = QuickAck(stream);
                             serve_connection(stream, judge, &config, stop, &peer).await
                         }
                         Accepted::Unix(stream) => {
