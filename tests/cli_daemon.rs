@@ -197,13 +197,9 @@ fn wait_for_port(port: u16) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn daemon_serves_milter_and_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut daemon, milter_port, base) = start_demo_daemon(dir.path());
-
-    // A message with the demo's malicious attachment is rejected at end of
-    // message, with the reference id in the reply.
+/// Sends the message in `file` to the milter and checks that it is rejected
+/// at end of message with the reference id in the reply.
+async fn send_rejected(milter_port: u16, file: &Path) {
     let address = ListenAddr::Inet(format!("127.0.0.1:{milter_port}").parse().unwrap());
     let mut client = MtaClient::connect(&address).await.unwrap();
     client.negotiate().await.unwrap();
@@ -212,17 +208,29 @@ async fn daemon_serves_milter_and_status() {
         .await
         .unwrap();
     client.helo("mx.example.com").await.unwrap();
-    let raw = std::fs::read(dir.path().join("messages/4-malicious-attachment.eml")).unwrap();
+    let raw = std::fs::read(file).unwrap();
     let message = message_from_raw(&raw);
     let replies = client.send_message(&message).await.unwrap();
     match replies.verdict() {
         Some(Reply::ReplyCode { code, text }) => {
             assert_eq!(*code, 550);
             assert!(text.starts_with("5.7.1 Message rejected"), "{text}");
+            assert!(text.contains("(reference "), "{text}");
         }
         other => panic!("expected a 550 reply, got {other:?}"),
     }
     client.quit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_serves_milter_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut daemon, milter_port, base) = start_demo_daemon(dir.path());
+
+    // A message with the demo's malicious attachment is rejected at end of
+    // message, with the reference id in the reply.
+    let attachment = dir.path().join("messages/4-malicious-attachment.eml");
+    send_rejected(milter_port, &attachment).await;
 
     let http = reqwest::Client::new();
     let metrics = http
@@ -316,6 +324,26 @@ async fn daemon_serves_milter_and_status() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].verdict, "reject");
     assert_eq!(entries[0].queue_id.as_deref(), Some("4A1B2C3D"));
+
+    // SIGUSR1 reopens the match log, so logrotate can move it away.
+    let log_path = dir.path().join("matches.jsonl");
+    let rotated = dir.path().join("matches.jsonl.1");
+    std::fs::rename(&log_path, &rotated).unwrap();
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    assert_eq!(
+        unsafe { libc::kill(daemon.0.id() as i32, libc::SIGUSR1) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log_path.exists() {
+        assert!(Instant::now() < deadline, "the match log was not reopened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send_rejected(milter_port, &attachment).await;
+    let (fresh, _) = ioc_milter::matchlog::read_entries(&log_path).unwrap();
+    let (old, _) = ioc_milter::matchlog::read_entries(&rotated).unwrap();
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(old.len(), 1);
 
     // SIGTERM stops the daemon cleanly.
     // SAFETY: kill has no memory preconditions; the pid is our child's.

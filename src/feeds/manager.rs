@@ -995,7 +995,7 @@ impl FeedManager {
                 }
                 Err(_) => {
                     failures = failures.saturating_add(1);
-                    delay = retry_delay(failures, interval);
+                    delay = jittered(retry_delay(failures, interval));
                     tracing::info!(source = %name, retry_in_s = delay.as_secs(), "poll will be retried");
                 }
             }
@@ -1314,6 +1314,14 @@ fn retry_delay(failures: u32, interval: Duration) -> Duration {
     FIRST_RETRY.saturating_mul(factor).min(interval)
 }
 
+/// Takes up to a fifth off a retry delay at random, so that sources (and
+/// daemons) that failed together do not retry in step.
+fn jittered(delay: Duration) -> Duration {
+    use rand::Rng;
+    let fraction: f64 = rand::rng().random_range(0.8..=1.0);
+    delay.mul_f64(fraction)
+}
+
 fn chrono_duration(duration: Duration) -> Option<chrono::Duration> {
     chrono::Duration::from_std(duration).ok()
 }
@@ -1321,6 +1329,16 @@ fn chrono_duration(duration: Duration) -> Option<chrono::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_within_a_fifth() {
+        let delay = Duration::from_secs(100);
+        for _ in 0..1000 {
+            let value = jittered(delay);
+            assert!(value >= Duration::from_secs(80), "{value:?}");
+            assert!(value <= delay, "{value:?}");
+        }
+    }
 
     #[test]
     fn retry_doubles_to_interval() {
