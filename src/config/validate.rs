@@ -54,7 +54,48 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, path, &base)
+    let mut config = parse(&text, path, &base)?;
+    if let Some(warning) = readable_secret_warning(path, &config) {
+        config.warnings.push(warning);
+    }
+    Ok(config)
+}
+
+/// Returns a warning when the file at `path` contains a secret and other
+/// users may read it. An inline `password` is a secret, and so is
+/// `username`, because AlienVault OTX takes the API key as the user name.
+fn readable_secret_warning(path: &Path, config: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let secret_keys: Vec<String> = config
+        .sources
+        .iter()
+        .flat_map(|source| {
+            let mut keys = Vec::new();
+            if let SourceKind::Taxii11(taxii) = &source.kind {
+                if taxii.username.is_some() {
+                    keys.push(format!("source[{}].username", source.name));
+                }
+                if matches!(taxii.password, Some(Secret::Inline(_))) {
+                    keys.push(format!("source[{}].password", source.name));
+                }
+            }
+            keys
+        })
+        .collect();
+    if secret_keys.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o004 == 0 {
+        return None;
+    }
+    Some(format!(
+        "{}: the file contains secrets ({}) and other users can read it (mode {mode:04o}); run chmod 640 {} so only its owner and group can",
+        path.display(),
+        secret_keys.join(", "),
+        path.display()
+    ))
 }
 
 /// Validates configuration text. `file` names it in errors; relative paths
