@@ -300,3 +300,61 @@ fn daemon_log_never_holds_secrets() {
     assert!(log.contains("500"), "{log}");
     assert_clean("daemon log", &log);
 }
+
+/// AlienVault OTX takes the API key as the user name, so the user name is
+/// a secret too: a missing password file and a 401 must not print it.
+#[test]
+fn api_key_username_never_printed() {
+    const API_KEY: &str = "planted-apikey-Secret-0b9e";
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server();
+    let mut text = format!(
+        r#"
+[milter]
+listen = "unix:{dir}/milter.sock"
+
+[state]
+directory = "{dir}/state"
+"#,
+        dir = dir.path().display()
+    );
+    for (name, secret_line) in [
+        (
+            "missing_file",
+            format!(
+                "password_file = \"{}\"",
+                dir.path().join("missing.password").display()
+            ),
+        ),
+        ("no_password", String::new()),
+    ] {
+        text.push_str(
+            &source_toml(name, server.port, "/unauthorized", &secret_line)
+                .replace(USERNAME, API_KEY),
+        );
+    }
+    let config = dir.path().join("ioc-milter.toml");
+    std::fs::write(&config, text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{API_KEY}:"));
+    for args in [
+        &["check-config"][..],
+        &["poll"][..],
+        &["sources"][..],
+        &["sources", "--json"][..],
+    ] {
+        let text = all_output(&run(&config, args));
+        let what = args.join(" ");
+        assert!(
+            !text.contains(API_KEY),
+            "{what} contains the API key:\n{text}"
+        );
+        assert!(
+            !text.contains(&basic),
+            "{what} contains the API key:\n{text}"
+        );
+    }
+    let requests = server.requests.lock().unwrap().join("\n");
+    assert!(requests.contains(&basic));
+}
