@@ -62,9 +62,9 @@ fn extract_message_inputs() {
     run_inputs("extract_message", harness::extract_message);
 }
 
-/// A composition whose members refer back to it once made the walk
-/// exponential; now the walk stops at the idref budget and the package
-/// parses with the references counted as unsupported.
+/// A composition whose members refer back to it made the walk exponential.
+/// The walk now stops at the idref budget, and the package parses with the
+/// references past it counted as unsupported.
 #[test]
 fn stix1_idref_loop_bounded() {
     use ioc_milter::feeds::stix1::{self, ParseContext};

@@ -26,7 +26,7 @@ const HELD_CONNECTIONS: usize = 5_000;
 type Seen = Arc<Mutex<Vec<(usize, bool)>>>;
 
 /// Tags each judged message with `X-Judged: LENGTH`, and gives the
-/// fallback as a tag with `X-Fallback: REASON`, so a test tells them apart.
+/// fallback as a tag with `X-Fallback: REASON`, so a test can distinguish them.
 struct RecordingJudge {
     seen: Seen,
 }
@@ -241,7 +241,7 @@ async fn stopped_mid_body_times_out() {
 }
 
 /// Raises the soft limit on open files to the hard limit, because the test
-/// process holds both ends of every connection.
+/// process keeps both ends of every connection open.
 fn raise_open_file_limit(needed: u64) -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

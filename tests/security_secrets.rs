@@ -2,8 +2,8 @@
 //! `poll` commands and a running daemon are run against a configuration
 //! whose TAXII sources carry made-up secrets in `password`,
 //! `password_file` and `password_env`, with a loopback HTTP server that
-//! answers 401 and 500. Every line they print must be free of each secret,
-//! and of the Basic authorization value built from it.
+//! responds with 401 and 500. Every line they print must be free of each
+//! secret and of the Basic authorization value built from it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,7 +21,7 @@ const INLINE_SECRET: &str = "planted-inline-Secret-7f3a";
 const FILE_SECRET: &str = "planted-file-Secret-91c2";
 const ENV_SECRET: &str = "planted-env-Secret-55d0";
 const ENV_NAME: &str = "IOC_MILTER_TEST_FEED_PASSWORD";
-/// Connections the test server answers before its thread ends.
+/// Connections the test server accepts before its thread ends.
 const MAX_REQUESTS: usize = 200;
 
 /// Every string that must never be printed.
@@ -60,7 +60,7 @@ fn start_server() -> FeedServer {
     FeedServer { port, requests }
 }
 
-/// Reads one request and answers it; returns the request head.
+/// Reads one request and sends the response; returns the request head.
 fn answer(mut stream: TcpStream) -> Option<String> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);

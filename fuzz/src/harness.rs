@@ -164,7 +164,7 @@ pub fn milter_session(data: &[u8]) {
     }
 }
 
-/// A fixed parse time keeps runs reproducible.
+/// Builds the parse context with a fixed time, so runs are reproducible.
 fn parse_context() -> ParseContext {
     let now: DateTime<Utc> = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
