@@ -363,3 +363,108 @@ fn leftover_temporary_ignored() {
     assert_eq!(set.indicators.len(), 100);
     assert_eq!(set.indicators[0].id, "generation-3:indicator-0");
 }
+
+/// The daemon starts with a damaged set file: it logs the file, skips it,
+/// and judges mail with the other source's saved set.
+#[tokio::test]
+async fn daemon_starts_with_damaged_set() {
+    use ioc_milter::milter::protocol::Reply;
+    use ioc_milter::milter::{MtaClient, MtaMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = Store::open(&state).unwrap();
+    store
+        .save("good", &small_set("good", "good.example.com"))
+        .unwrap();
+    std::fs::write(store.set_path("damaged"), truncated_set_bytes()).unwrap();
+
+    // Both file sources point at missing files, so their polls fail and
+    // the saved sets stay in use.
+    let socket = dir.path().join("milter.sock");
+    let mut text = format!(
+        r#"
+[milter]
+listen = "unix:{socket}"
+
+[state]
+directory = "{state}"
+
+[match_log]
+path = "{dir}/matches.jsonl"
+
+[policy]
+default = "reject"
+domain = "reject"
+"#,
+        socket = socket.display(),
+        state = state.display(),
+        dir = dir.path().display()
+    );
+    for name in ["damaged", "good"] {
+        text.push_str(&format!(
+            "\n[[source]]\nname = \"{name}\"\nkind = \"file\"\npath = \"{}\"\n",
+            dir.path().join(format!("{name}.xml")).display()
+        ));
+    }
+    let config = dir.path().join("ioc-milter.toml");
+    std::fs::write(&config, text).unwrap();
+
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+            .join("\n")
+    });
+
+    // Wait at most 20 seconds for the socket.
+    let started = Instant::now();
+    while !socket.exists() && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = MtaClient::connect_unix(&socket).await.unwrap();
+    client.set_timeout(Duration::from_secs(10));
+    client.negotiate().await.unwrap();
+    let peer = std::net::SocketAddr::from(([192, 0, 2, 7], 4321));
+    client
+        .connect_event("client.example.net", peer)
+        .await
+        .unwrap();
+    client.helo("helo.example.net").await.unwrap();
+    let message = MtaMessage {
+        sender: "alice@example.net".into(),
+        recipients: vec!["bob@example.org".into()],
+        headers: vec![("Subject".into(), "link".into())],
+        body: b"see http://good.example.com/login\r\n".to_vec(),
+        queue_id: Some("4DAMAGED".into()),
+    };
+    let outcome = client.send_message(&message).await.unwrap();
+    let _ = client.quit().await;
+
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log = log.join().unwrap();
+
+    let verdict = outcome.verdict().cloned();
+    assert!(
+        matches!(verdict, Some(Reply::ReplyCode { code: 550, .. })),
+        "{verdict:?}\n{log}"
+    );
+    assert!(log.contains("skipped the saved indicator set"), "{log}");
+    assert!(log.contains("damaged.set.json"), "{log}");
+    // The match came from the good source's saved set.
+    let matches = std::fs::read_to_string(dir.path().join("matches.jsonl")).unwrap();
+    assert!(matches.contains("good.example.com"), "{matches}");
+    assert!(matches.contains("\"good\""), "{matches}");
+}
