@@ -46,14 +46,70 @@ pub enum Command {
     /// Poll sources now and print the counts; the result is saved in the
     /// state directory, where a restarted daemon finds it.
     Poll(PollArgs),
-    /// Show each source's state from the state directory.
+    /// Show each source's state: from the running daemon when it responds
+    /// on its control socket, else from the state directory.
     Sources(JsonArg),
+    /// List a TAXII server's API roots and collections (TAXII 2.1) or
+    /// services and collections (TAXII 1.1).
+    Discover(DiscoverArgs),
+    /// Poll a source without saving anything and print what would be
+    /// added, invalid and unsupported.
+    TestSource(SourceArg),
+    /// Stop polling a source in the running daemon; its set stays in use.
+    Suspend(SourceArg),
+    /// Resume polling a suspended source in the running daemon.
+    Resume(SourceArg),
     /// Show which indicators match a value (IP, domain, URL, hash or email).
     Lookup(LookupArgs),
     /// Judge message files offline. Exit status: 0 no match, 1 a match, 2 error.
     Check(CheckArgs),
     /// Search and summarize the match log.
     Matches(MatchesArgs),
+    /// Review, release or delete messages held in Postfix's hold queue.
+    Quarantine(QuarantineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    /// Postfix configuration directory (passed to postqueue, postcat and
+    /// postsuper as -c DIR) [default: Postfix's own].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub postfix_config: Option<PathBuf>,
+    /// Read this match log instead of the configured one.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub log: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: QuarantineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List held messages with the matches that caused the hold.
+    List {
+        /// Print one JSON object per message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one held message: envelope, matches and headers.
+    Show {
+        /// Queue id, as `list` prints it.
+        queue_id: String,
+    },
+    /// Release held messages for delivery (postsuper -H).
+    Release {
+        /// Queue ids to release.
+        queue_ids: Vec<String>,
+        /// Release every held message that this source matched, e.g. after
+        /// the source published a false positive.
+        #[arg(long, value_name = "SOURCE")]
+        all_from_source: Option<String>,
+    },
+    /// Delete held messages (postsuper -d).
+    Delete {
+        /// Queue ids to delete.
+        #[arg(required = true)]
+        queue_ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +125,52 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct JsonArg {
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArg {
+    /// Name of a configured source.
+    pub source: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Discovery URL (TAXII 2.1: e.g. https://host/taxii2/; TAXII 1.1: the
+    /// discovery service, e.g. https://host/taxii/discovery).
+    pub url: String,
+    /// User name for HTTP basic authentication.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// File holding the password.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Header for an API key, with --api-key-env.
+    #[arg(long, value_name = "NAME", default_value = "Authorization")]
+    pub api_key_header: String,
+    /// Environment variable holding an API key.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Extra CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// HTTP or HTTPS proxy URL.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,7 +2,9 @@
 //! milter's [`Judge`] trait. The `check` command uses it too, so offline and
 //! online verdicts agree.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
@@ -11,6 +13,7 @@ use rand::Rng;
 use crate::extract::{self, ConnectionFacts, Envelope, Limits};
 use crate::index::{Match, Snapshot};
 use crate::matchlog::{LogEntry, MatchLog, MatchRecord};
+use crate::metrics::metrics;
 use crate::milter::{Judge, SmtpReply, Verdict};
 use crate::policy::{Action, Decision, PolicyConfig};
 
@@ -18,6 +21,8 @@ use crate::policy::{Action, Decision, PolicyConfig};
 pub const MATCH_HEADER: &str = "X-IOC-Match";
 /// At most this many `X-IOC-Match` headers are added to one message.
 const MAX_MATCH_HEADERS: usize = 10;
+/// Matched messages kept in memory for the status page.
+const RECENT_MATCHES: usize = 50;
 
 /// Texts of the SMTP replies; `{reference}` is replaced by the reference id.
 #[derive(Debug, Clone)]
@@ -58,6 +63,7 @@ pub struct Engine {
     limits: Limits,
     replies: ReplyTexts,
     match_log: Option<MatchLog>,
+    recent: Mutex<VecDeque<LogEntry>>,
 }
 
 impl Engine {
@@ -73,7 +79,22 @@ impl Engine {
             limits,
             replies,
             match_log,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_MATCHES)),
         }
+    }
+
+    /// Returns the latest matched messages, newest first.
+    pub fn recent_matches(&self) -> Vec<LogEntry> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
+    fn remember(&self, entry: &LogEntry) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_MATCHES {
+            recent.pop_front();
+        }
+        recent.push_back(entry.clone());
     }
 
     /// Replaces the index; messages being judged keep the snapshot they took.
@@ -178,10 +199,18 @@ impl Engine {
         evaluation: &Evaluation,
         stage: &str,
     ) {
+        metrics().message_judged(
+            evaluation.decision.applied,
+            evaluation
+                .matches
+                .iter()
+                .map(|found| (found.observable.kind, found.indicator.source.clone())),
+        );
         if evaluation.matches.is_empty() {
             return;
         }
         let entry = self.log_entry(conn, envelope, evaluation, stage);
+        self.remember(&entry);
         let queue_id = envelope.queue_id.as_deref().unwrap_or("NOQUEUE");
         tracing::info!(
             queue_id,
@@ -299,7 +328,9 @@ impl Judge for Engine {
         message: &[u8],
         truncated: bool,
     ) -> Verdict {
+        let started = Instant::now();
         let evaluation = self.evaluate(conn, envelope, Some(message));
+        metrics().observe_latency(started.elapsed());
         let queue_id = envelope.queue_id.as_deref().unwrap_or("NOQUEUE");
         if truncated {
             tracing::info!(
@@ -308,6 +339,7 @@ impl Judge for Engine {
             );
         }
         for limit in &evaluation.limits_hit {
+            metrics().limit_hit(limit);
             tracing::info!(
                 queue_id,
                 limit,
@@ -320,6 +352,7 @@ impl Judge for Engine {
 
     fn fallback(&self, _conn: &ConnectionFacts, envelope: &Envelope, reason: &str) -> Verdict {
         let action = self.policy.load().fallback;
+        metrics().fallback_given();
         let queue_id = envelope.queue_id.as_deref().unwrap_or("NOQUEUE");
         tracing::warn!(queue_id, reason, fallback = %action, "{queue_id}: cannot judge the message ({reason}); fallback verdict {action}");
         let evaluation = Evaluation {

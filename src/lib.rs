@@ -11,11 +11,14 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod extract;
 pub mod feeds;
 pub mod index;
 pub mod matchlog;
+pub mod metrics;
 pub mod milter;
 pub mod policy;
 pub mod store;
+pub mod web;

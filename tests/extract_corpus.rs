@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ioc_milter::extract::{from_message, Limits, ObservableValue};
+use ioc_milter::extract::{from_message, Limits, Location, ObservableValue};
 
 /// Upper bound on files read, so a misconfigured corpus path cannot make the
 /// test run unbounded.
@@ -70,14 +70,28 @@ fn corpus_extracts_without_panic() {
                 ObservableValue::Email(_) => counts.emails += 1,
                 ObservableValue::Hash(_) => counts.hashes += 1,
             }
+            match &observable.location {
+                Location::ArchiveMember { .. } => counts.archive_member_hashes += 1,
+                Location::Received(_) => counts.received_ips += 1,
+                _ => {}
+            }
         }
     }
     let elapsed = started.elapsed();
     for (group, c) in &totals {
         println!(
-            "corpus {group}: {} files, {} bytes; urls {}, domains {}, ips {}, emails {}, \
-             hashes {}; {} files hit a limit",
-            c.files, c.bytes, c.urls, c.domains, c.ips, c.emails, c.hashes, c.limited
+            "corpus {group}: {} files, {} bytes; urls {}, domains {}, ips {} ({} from Received), \
+             emails {}, hashes {} ({} of ZIP members); {} files hit a limit",
+            c.files,
+            c.bytes,
+            c.urls,
+            c.domains,
+            c.ips,
+            c.received_ips,
+            c.emails,
+            c.hashes,
+            c.archive_member_hashes,
+            c.limited
         );
     }
     println!(
@@ -97,6 +111,8 @@ struct Counts {
     ips: usize,
     emails: usize,
     hashes: usize,
+    archive_member_hashes: usize,
+    received_ips: usize,
     limited: usize,
 }
 
@@ -145,6 +161,8 @@ fn phish_pdf_attachment_exact() {
             "body-part:1",
         ),
         ("domain", "drive.google.com", "url-host:body-part:1"),
+        // Hop 1 came from ::1, a local hop, so hop 2 is trusted too.
+        ("ip", "2603:10a6:20b:330::30", "received:2"),
         ("hash", "91e6bf72832e3e5af4e2b090be1f314e", pdf),
         ("hash", "ee243a15ec300b97838d23f4f8c54fc5c700d50c", pdf),
         (
@@ -188,6 +206,7 @@ fn phish_inline_image_exact() {
         ),
         ("url", "https://joulink.com/", "body-part:1"),
         ("domain", "joulink.com", "url-host:body-part:1"),
+        ("ip", "2603:10b6:208:34d::9", "received:1"),
         ("hash", "8685f6ebad5e00e6989de37903ac5910", jpeg),
         ("hash", "e24e7896e6e2890a9ddc6a0b110e5fdf74e7bfbb", jpeg),
         (

@@ -2,6 +2,7 @@
 //! the exact set of observables (type, value, location).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use ioc_milter::extract::{from_message, Limits, Location, Observable, ObservableValue};
 use ioc_milter::index::HashValue;
@@ -275,4 +276,157 @@ fn mutated_fixtures_never_panic() {
         }
     }
     assert_eq!(runs, 1000);
+}
+
+fn golden(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/golden")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn locations_of(raw: &[u8], limits: &Limits, kind: &str) -> Vec<String> {
+    from_message(raw, limits)
+        .observables
+        .iter()
+        .filter(|o| o.kind.as_str() == kind)
+        .map(|o| format!("{} {}", o.value, o.location))
+        .collect()
+}
+
+#[test]
+fn received_trusted_networks_walk() {
+    let raw = golden("received.eml");
+    let limits = Limits {
+        trusted_networks: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Limits::default()
+    };
+    let found = locations_of(&raw, &limits, "ip");
+    assert_eq!(
+        found,
+        [
+            "198.51.100.23 received:2",
+            "203.0.113.77 header:X-Originating-IP"
+        ]
+    );
+}
+
+#[test]
+fn received_hops_counted() {
+    let raw = golden("received.eml");
+    let limits = Limits {
+        trusted_received_hops: 3,
+        ..Limits::default()
+    };
+    let found = locations_of(&raw, &limits, "ip");
+    assert_eq!(
+        found,
+        [
+            "10.0.0.5 received:1",
+            "198.51.100.23 received:2",
+            "192.0.2.99 received:3",
+            "203.0.113.77 header:X-Originating-IP"
+        ]
+    );
+    let none = Limits {
+        trusted_received_hops: 0,
+        ..Limits::default()
+    };
+    let found = locations_of(&raw, &none, "ip");
+    assert_eq!(found, ["203.0.113.77 header:X-Originating-IP"]);
+}
+
+#[test]
+fn archive_depth_limit_named() {
+    let raw = golden("attachments.eml");
+    let limits = Limits {
+        max_archive_depth: 1,
+        ..Limits::default()
+    };
+    let found = from_message(&raw, &limits);
+    assert_eq!(found.limits_hit, ["max_archive_depth"]);
+    let members: Vec<String> = found
+        .observables
+        .iter()
+        .filter(|o| o.location.to_string().starts_with("zip-member:"))
+        .map(|o| o.location.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        members,
+        ["zip-member:4:inner.zip", "zip-member:4:readme.txt"]
+    );
+}
+
+#[test]
+fn archive_member_limits_named() {
+    let raw = golden("attachments.eml");
+    let limits = Limits {
+        max_archive_members: 1,
+        max_archive_member_bytes: 10,
+        ..Limits::default()
+    };
+    let found = from_message(&raw, &limits);
+    assert_eq!(
+        found.limits_hit,
+        ["max_archive_member_bytes", "max_archive_members"]
+    );
+    let zero = Limits {
+        max_archive_depth: 0,
+        ..Limits::default()
+    };
+    let found = from_message(&raw, &zero);
+    assert!(found.limits_hit.is_empty());
+    let members = found
+        .observables
+        .iter()
+        .filter(|o| o.location.to_string().starts_with("zip-member:"))
+        .count();
+    assert_eq!(members, 0);
+}
+
+#[test]
+fn mutated_golden_never_panic() {
+    // The same generator as above, over the golden messages, whose ZIP,
+    // Received, defanged and wrapped forms reach the newer readers.
+    let names = [
+        "attachments.eml",
+        "broken-boundary.eml",
+        "defanged.eml",
+        "qp-links.eml",
+        "received.eml",
+        "undeclared-qp.eml",
+        "url-forms.eml",
+        "wrapped.eml",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize
+    };
+    let limits = Limits::default();
+    let mut runs = 0;
+    for name in names {
+        let original = golden(name);
+        for _ in 0..200 {
+            let mut raw = original.clone();
+            for _ in 0..1 + next() % 8 {
+                let position = next() % raw.len();
+                match next() % 3 {
+                    0 => raw[position] = (next() % 256) as u8,
+                    1 => raw.truncate(position),
+                    _ => raw.insert(position, b"-\r\n=<&#[.]PK"[next() % 12]),
+                }
+                if raw.is_empty() {
+                    break;
+                }
+            }
+            let _ = from_message(&raw, &limits);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 1600);
 }

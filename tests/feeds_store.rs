@@ -28,6 +28,8 @@ fn sample_set() -> SourceSet {
         cursor: parse_timestamp("2024-07-01T00:00:00Z"),
         last_success: parse_timestamp("2024-07-01T00:05:00Z"),
         last_full_poll: parse_timestamp("2024-07-01T00:05:00Z"),
+        etag: Some("\"v1\"".to_string()),
+        ..SourceSet::default()
     }
 }
 

@@ -11,9 +11,11 @@ use super::{build_snapshot, format_counts, open_feeds, reply_texts};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::feeds::manager::FeedManager;
+use crate::index::BuildOptions;
 use crate::matchlog::MatchLog;
 use crate::milter::server::{serve, Listener, ServerConfig};
 use crate::milter::Judge;
+use crate::web::WebState;
 
 /// How long the feed pollers get to stop after a shutdown signal.
 const FEED_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -44,7 +46,7 @@ pub async fn run(config: Config) -> Result<()> {
         reply_texts(&config),
         Some(match_log),
     ));
-    rebuild_index(&engine, &feeds);
+    rebuild_index(&engine, &feeds, &config.index);
 
     let listener = Listener::bind(&config.milter.listen, config.milter.socket_mode)
         .await
@@ -55,12 +57,32 @@ pub async fn run(config: Config) -> Result<()> {
     let on_change: Arc<dyn Fn() + Send + Sync> = {
         let engine = Arc::clone(&engine);
         let feeds = Arc::clone(&feeds);
-        Arc::new(move || rebuild_index(&engine, &feeds))
+        let options = config.index.clone();
+        Arc::new(move || rebuild_index(&engine, &feeds, &options))
     };
+    start_web(&config, &engine, &feeds, &on_change, &shutdown).await;
     let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
+    let control_path = crate::control::socket_path(&config.state.directory);
+    let control_task = match crate::control::bind(&control_path) {
+        Ok(listener) => Some(tokio::spawn(crate::control::serve(
+            listener,
+            control_path,
+            Arc::clone(&feeds),
+            shutdown.clone(),
+        ))),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "cannot open the control endpoint {}; poll, suspend and resume cannot reach this daemon",
+                control_path.display()
+            );
+            None
+        }
+    };
     let signal_task = tokio::spawn(handle_signals(
         config.clone(),
         Arc::clone(&engine),
+        Arc::clone(&feeds),
         shutdown_sender,
     ));
 
@@ -77,6 +99,9 @@ pub async fn run(config: Config) -> Result<()> {
     .await;
 
     signal_task.abort();
+    if let Some(task) = control_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     if tokio::time::timeout(FEED_STOP_GRACE, feed_task)
         .await
         .is_err()
@@ -88,23 +113,69 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Starts the metrics and status page endpoint. A failure to bind is logged
+/// and the milter runs without it, because mail must not stop for a status
+/// page.
+async fn start_web(
+    config: &Config,
+    engine: &Arc<Engine>,
+    feeds: &Arc<FeedManager>,
+    on_change: &Arc<dyn Fn() + Send + Sync>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let Some(address) = config.http.listen else {
+        return;
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen on http {address} for metrics and the status page; running without them (set [http] listen to a free port, or \"off\")");
+            return;
+        }
+    };
+    tracing::info!("status page and metrics on http://{address}/");
+    let state = Arc::new(WebState::new(
+        Arc::clone(engine),
+        Arc::clone(feeds),
+        Arc::clone(on_change),
+    ));
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        };
+        if let Err(error) = crate::web::serve(listener, state, stopped).await {
+            tracing::error!(%error, "the status page endpoint failed");
+        }
+    });
+}
+
 /// Rebuilds the index from every source's current set and swaps it in.
-fn rebuild_index(engine: &Engine, feeds: &FeedManager) {
+fn rebuild_index(engine: &Engine, feeds: &FeedManager, options: &BuildOptions) {
     let started = Instant::now();
-    let snapshot = build_snapshot(feeds);
+    let snapshot = build_snapshot(feeds, options);
     let summary = format_counts(&snapshot);
     let total = snapshot.len();
+    let suppressed = snapshot.report().suppressed_total();
     engine.swap_index(snapshot);
+    crate::metrics::metrics().index_swapped(total, started.elapsed());
     tracing::info!(
         indicators = total,
-        "index swapped in: {total} indicators ({summary}), built in {} ms",
+        suppressed,
+        "index swapped in: {total} indicators ({summary}), {suppressed} suppressed by the allowlist or as public suffixes, built in {} ms",
         started.elapsed().as_millis()
     );
 }
 
-/// SIGTERM and SIGINT stop the daemon; SIGHUP re-reads the policy from the
-/// configuration file; SIGUSR1 reopens the match log for log rotation.
-async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Sender<bool>) {
+/// SIGTERM and SIGINT stop the daemon; SIGHUP re-reads the policy and the
+/// sources from the configuration file; SIGUSR1 reopens the match log for
+/// log rotation.
+async fn handle_signals(
+    config: Config,
+    engine: Arc<Engine>,
+    feeds: Arc<FeedManager>,
+    shutdown: watch::Sender<bool>,
+) {
     let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -127,7 +198,7 @@ async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Se
                 let _ = shutdown.send(true);
                 return;
             }
-            _ = hup.recv() => reload_policy(&config, &engine),
+            _ = hup.recv() => reload(&config, &engine, &feeds),
             _ = usr1.recv() => {
                 if let Some(log) = engine.match_log() {
                     match log.reopen() {
@@ -140,16 +211,26 @@ async fn handle_signals(config: Config, engine: Arc<Engine>, shutdown: watch::Se
     }
 }
 
-/// Applies the `[policy]` of a re-read configuration; a bad file keeps the
-/// running policy.
-// NOTE: only the policy is reloaded; changed sources, limits or the listen
-// address need a restart.
-fn reload_policy(config: &Config, engine: &Engine) {
+/// Applies the `[policy]` and `[[source]]` sections of a re-read
+/// configuration; a bad file keeps the running ones. Only the pollers of
+/// changed, added and removed sources restart.
+// NOTE: changes to limits, the state directory or the listen address need a
+// restart.
+fn reload(config: &Config, engine: &Engine, feeds: &Arc<FeedManager>) {
     match crate::config::load(&config.path) {
         Ok(new_config) => {
+            for warning in &new_config.warnings {
+                tracing::warn!("{warning}");
+            }
+            if let Err(error) = feeds.reload(new_config.sources) {
+                tracing::error!(
+                    "received SIGHUP, keeping the running configuration because a source cannot be set up: {error}"
+                );
+                return;
+            }
             engine.set_policy(new_config.policy);
             tracing::info!(
-                "received SIGHUP, reloaded the policy from {}; changes to sources, limits and listen need a restart",
+                "received SIGHUP, reloaded the policy and sources from {}; changes to limits and listen need a restart",
                 config.path.display()
             );
         }

@@ -4,7 +4,9 @@
 mod check;
 mod daemon;
 mod demo;
+mod feeds_cli;
 mod matches;
+mod quarantine;
 mod sources;
 
 use std::io::IsTerminal;
@@ -18,7 +20,7 @@ use crate::cli::{Cli, Command, LogFormat};
 use crate::config::{self, Config};
 use crate::engine::{Engine, ReplyTexts};
 use crate::feeds::manager::FeedManager;
-use crate::index::Snapshot;
+use crate::index::{BuildOptions, Snapshot};
 use crate::store::Store;
 
 /// Runs one command; the returned code is the process exit status.
@@ -36,6 +38,7 @@ pub fn try_main(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Discover(args) => runtime.block_on(feeds_cli::discover(args)),
         command => {
             let config = load_config(cli.config.as_deref())?;
             runtime.block_on(dispatch(command, config))
@@ -47,11 +50,18 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
     match command {
         Command::Run => daemon::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::CheckConfig => sources::check_config(&config),
-        Command::Poll(args) => sources::poll(&config, args).await,
-        Command::Sources(args) => sources::show(&config, args.json),
+        Command::Poll(args) => feeds_cli::poll(&config, args).await,
+        Command::Sources(args) => feeds_cli::sources(&config, args.json).await,
+        Command::TestSource(args) => feeds_cli::test_source(&config, args).await,
+        Command::Suspend(args) => feeds_cli::suspend(&config, args, true).await,
+        Command::Resume(args) => feeds_cli::suspend(&config, args, false).await,
+        Command::Discover(_) => {
+            unreachable!("the discover command is dispatched before the configuration is read")
+        }
         Command::Lookup(args) => check::lookup(&config, args),
         Command::Check(args) => Ok(check::check_files(&config, args)),
         Command::Matches(args) => matches::run(&config, args),
+        Command::Quarantine(args) => quarantine::run(&config, args),
         Command::Demo(_) => {
             unreachable!("the demo command is dispatched before the configuration is read")
         }
@@ -97,9 +107,9 @@ fn open_feeds(config: &Config) -> Result<Arc<FeedManager>> {
 }
 
 /// Builds an index snapshot from the feed manager's current sets.
-fn build_snapshot(feeds: &FeedManager) -> Snapshot {
+fn build_snapshot(feeds: &FeedManager, options: &BuildOptions) -> Snapshot {
     let indicators = feeds.indicators();
-    Snapshot::build(indicators.iter())
+    Snapshot::build_with(indicators.iter(), options)
 }
 
 /// Creates an engine for offline commands (`check`, `lookup`, the demo),
@@ -111,7 +121,7 @@ fn offline_engine(config: &Config, feeds: &FeedManager) -> Engine {
         reply_texts(config),
         None,
     );
-    engine.swap_index(build_snapshot(feeds));
+    engine.swap_index(build_snapshot(feeds, &config.index));
     engine
 }
 

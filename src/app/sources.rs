@@ -35,6 +35,10 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
                 format!("{} collection {}", taxii.poll_url(), taxii.collection)
             }
             SourceKind::File(file) => file.path.display().to_string(),
+            other => match other.target() {
+                (host, Some(collection)) => format!("{host} collection {collection}"),
+                (host, None) => host,
+            },
         };
         println!(
             "  source {} ({}): {}; every {}, age {}{}",
@@ -141,9 +145,18 @@ pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
     let feeds = open_feeds(config)?;
     feeds.load_state();
     let statuses = feeds.statuses();
+    let snapshot = super::build_snapshot(&feeds, &config.index);
+    let report = snapshot.report();
     if as_json {
         for status in &statuses {
-            println!("{}", serde_json::to_string(status)?);
+            let mut value = serde_json::to_value(status)?;
+            let suppressed = report
+                .suppressed
+                .get(&status.name)
+                .cloned()
+                .unwrap_or_default();
+            value["suppressed"] = serde_json::to_value(suppressed)?;
+            println!("{value}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -152,11 +165,21 @@ pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
     }
     for status in &statuses {
         print_status(status);
+        if let Some(reasons) = report.suppressed.get(&status.name) {
+            let parts: Vec<String> = reasons
+                .iter()
+                .map(|(reason, count)| format!("{} {count}", reason.as_str()))
+                .collect();
+            println!(
+                "  suppressed when the index was built: {}",
+                parts.join(", ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(status: &SourceStatus) {
+pub(super) fn print_status(status: &SourceStatus) {
     let time = |value: Option<DateTime<Utc>>| {
         value
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())

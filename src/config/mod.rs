@@ -29,6 +29,10 @@ pub struct Config {
     pub match_log: MatchLogConfig,
     pub policy: PolicyConfig,
     pub limits: Limits,
+    pub http: HttpConfig,
+    /// Index build options: the allowlist (`[allowlist]`) and public suffix
+    /// suppression. Pass them to `Snapshot::build_with`.
+    pub index: crate::index::BuildOptions,
     pub sources: Vec<SourceConfig>,
     /// Problems that do not stop the program, such as a password file that
     /// cannot be read yet.
@@ -79,6 +83,13 @@ pub struct MilterConfig {
     pub tempfail_text: String,
 }
 
+/// The `[http]` section: the metrics and status page endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address to listen on; `None` when the endpoint is off.
+    pub listen: Option<SocketAddr>,
+}
+
 /// The `[state]` section.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -127,7 +138,7 @@ impl fmt::Debug for Secret {
 }
 
 /// One `[[source]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceConfig {
     pub name: String,
     pub description: Option<String>,
@@ -153,10 +164,15 @@ pub struct SourceConfig {
 }
 
 /// The kind of a source and its kind-specific settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
     Taxii11(Taxii11Source),
     File(FileSource),
+    Taxii21(Taxii21Source),
+    Otx(OtxSource),
+    Text(ListSource),
+    Csv(CsvSource),
+    Misp(ListSource),
 }
 
 impl SourceKind {
@@ -164,12 +180,148 @@ impl SourceKind {
         match self {
             SourceKind::Taxii11(_) => "taxii11",
             SourceKind::File(_) => "file",
+            SourceKind::Taxii21(_) => "taxii21",
+            SourceKind::Otx(_) => "otx",
+            SourceKind::Text(_) => "text",
+            SourceKind::Csv(_) => "csv",
+            SourceKind::Misp(_) => "misp",
+        }
+    }
+
+    /// Returns the host (or local path) and collection that `sources` shows.
+    pub fn target(&self) -> (String, Option<String>) {
+        match self {
+            SourceKind::Taxii11(taxii) => (taxii.hostname.clone(), Some(taxii.collection.clone())),
+            SourceKind::File(file) => (file.path.display().to_string(), None),
+            SourceKind::Taxii21(taxii) => {
+                (url_host(&taxii.api_root), Some(taxii.collection.clone()))
+            }
+            SourceKind::Otx(otx) => (otx.location.host(), None),
+            SourceKind::Text(list) | SourceKind::Misp(list) => (list.location.host(), None),
+            SourceKind::Csv(csv) => (csv.list.location.host(), None),
+        }
+    }
+
+    /// Returns the HTTP settings of a kind fetched over HTTP.
+    pub fn http(&self) -> Option<&HttpSettings> {
+        match self {
+            SourceKind::Taxii11(_) | SourceKind::File(_) => None,
+            SourceKind::Taxii21(taxii) => Some(&taxii.http),
+            SourceKind::Otx(otx) => Some(&otx.http),
+            SourceKind::Text(list) | SourceKind::Misp(list) => Some(&list.http),
+            SourceKind::Csv(csv) => Some(&csv.list.http),
         }
     }
 }
 
+fn url_host(text: &str) -> String {
+    url::Url::parse(text)
+        .ok()
+        .and_then(|url| {
+            url.host_str().map(|host| match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            })
+        })
+        .unwrap_or_else(|| text.to_string())
+}
+
+/// An API key sent in a request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub header: String,
+    pub secret: Secret,
+}
+
+/// Connection and authentication settings of a source fetched over HTTP(S).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub api_key: Option<ApiKey>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// HTTP or HTTPS proxy URL.
+    pub proxy: Option<String>,
+    /// Extra CA certificate (PEM) to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Retries of a request that failed with a network error, a timeout or
+    /// HTTP 5xx, with exponential backoff and jitter.
+    pub retries: u32,
+    /// First retry delay; it doubles on each further retry.
+    pub retry_delay: Duration,
+}
+
+/// Location of a list feed: a URL or a local path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Url(String),
+    Path(PathBuf),
+}
+
+impl Location {
+    pub fn host(&self) -> String {
+        match self {
+            Location::Url(url) => url_host(url),
+            Location::Path(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// A TAXII 2.1 collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taxii21Source {
+    /// API root URL, ending in `/`.
+    pub api_root: String,
+    /// Collection id (or title, resolved at the first poll).
+    pub collection: String,
+    pub http: HttpSettings,
+    /// `limit` of one objects request.
+    pub page_size: u32,
+}
+
+/// The AlienVault OTX DirectConnect API, or a saved pulse list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtxSource {
+    /// Server base URL (`https://otx.alienvault.com`) or a local JSON file.
+    pub location: Location,
+    pub http: HttpSettings,
+    /// `limit` of one page, halved while the server returns HTTP 504.
+    pub page_size: u32,
+}
+
+/// A flat list (`text`) or a MISP feed (`misp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSource {
+    pub location: Location,
+    pub http: HttpSettings,
+    /// Type of every value; `None` detects it per value.
+    pub indicator_type: Option<crate::index::IndicatorType>,
+}
+
+/// A column of a CSV file: a 1-based number or a header name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    Number(usize),
+    Name(String),
+}
+
+/// A CSV export and its column mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvSource {
+    pub list: ListSource,
+    /// Column of the value.
+    pub column: Column,
+    /// Column naming each row's type (ThreatFox `ioc_type`), if any.
+    pub type_column: Option<Column>,
+    /// Column of the row's id, if any.
+    pub id_column: Option<Column>,
+    pub delimiter: u8,
+}
+
 /// A TAXII 1.1 poll service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taxii11Source {
     pub hostname: String,
     pub port: u16,
@@ -203,7 +355,7 @@ impl Taxii11Source {
 }
 
 /// STIX 1.x documents read from a file or every `.xml` file of a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSource {
     pub path: PathBuf,
 }

@@ -11,8 +11,18 @@ pub struct RawConfig {
     pub match_log: Option<RawMatchLog>,
     pub policy: Option<RawPolicy>,
     pub limits: Option<RawLimits>,
+    pub http: Option<RawHttp>,
+    pub extract: Option<RawExtract>,
+    pub allowlist: Option<RawAllowlist>,
     #[serde(default)]
     pub source: Vec<RawSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +70,30 @@ pub struct RawLimits {
     pub max_parts: Option<u64>,
     pub max_urls: Option<u64>,
     pub max_nesting: Option<u64>,
+    pub max_archive_members: Option<u64>,
+    pub max_archive_member_bytes: Option<u64>,
+    pub max_archive_bytes: Option<u64>,
+    pub max_archive_depth: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowlist {
+    pub bundled: Option<bool>,
+    pub documentation: Option<bool>,
+    pub suppress_public_suffixes: Option<bool>,
+    pub domains: Option<Vec<String>>,
+    pub networks: Option<Vec<String>>,
+    pub urls: Option<Vec<String>>,
+    pub hashes: Option<Vec<String>>,
+    pub emails: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    pub trusted_received_hops: Option<u64>,
+    pub trusted_networks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +123,24 @@ pub struct RawSource {
     pub password_env: Option<String>,
     pub proxy: Option<String>,
     pub ca_file: Option<String>,
-    // file
+    // file, text, csv, misp, otx: a local path instead of a URL
     pub path: Option<String>,
+    // taxii21, otx, text, csv, misp
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<String>,
+    pub api_key_env: Option<String>,
+    pub api_key_header: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub retries: Option<u64>,
+    pub page_size: Option<u64>,
+    // text, csv
+    pub indicator_type: Option<String>,
+    // csv
+    pub preset: Option<String>,
+    pub column: Option<String>,
+    pub type_column: Option<String>,
+    pub id_column: Option<String>,
+    pub delimiter: Option<String>,
 }

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawSource};
 use super::{
-    Config, FileSource, ListenAddr, MatchLogConfig, MilterConfig, Secret, SourceConfig, SourceKind,
-    StateConfig, Taxii11Source,
+    ApiKey, Column, Config, CsvSource, FileSource, HttpConfig, HttpSettings, ListSource,
+    ListenAddr, Location, MatchLogConfig, MilterConfig, OtxSource, Secret, SourceConfig,
+    SourceKind, StateConfig, Taxii11Source, Taxii21Source,
 };
 use crate::extract::Limits;
 use crate::index::IndicatorType;
 use crate::policy::{Action, PolicyConfig};
 
 const HOUR: u64 = 3600;
+const KINDS: &str = "taxii11, taxii21, otx, text, csv, misp, file";
 const DAY: u64 = 24 * HOUR;
 
 /// A configuration error: the file, the key and what is wrong with it.
@@ -157,7 +159,10 @@ impl Validator {
             ),
         };
         let mut policy = self.policy(raw.policy.unwrap_or_default())?;
-        let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let http = self.http(raw.http.unwrap_or_default())?;
+        let mut limits = self.limits(raw.limits.unwrap_or_default())?;
+        self.extract(raw.extract.unwrap_or_default(), &mut limits)?;
+        let index = self.allowlist(raw.allowlist.unwrap_or_default())?;
 
         let mut sources = Vec::new();
         let mut names = HashSet::new();
@@ -185,6 +190,8 @@ impl Validator {
             match_log,
             policy,
             limits,
+            http,
+            index,
             sources,
             warnings: self.warnings,
         })
@@ -244,6 +251,30 @@ impl Validator {
                 "4.7.1 Message deferred: it matches a threat indicator (reference {reference})"
                     .into()
             }),
+        })
+    }
+
+    fn http(&self, raw: super::raw::RawHttp) -> Result<HttpConfig, ConfigError> {
+        let text = raw.listen.unwrap_or_else(|| "127.0.0.1:8895".into());
+        if text == "off" {
+            return Ok(HttpConfig { listen: None });
+        }
+        let address: SocketAddr = text.parse().map_err(|_| {
+            self.error(
+                "http.listen",
+                format!("invalid address {text:?}; write \"HOST:PORT\" such as \"127.0.0.1:8895\", or \"off\""),
+            )
+        })?;
+        if !address.ip().is_loopback() && !raw.allow_remote.unwrap_or(false) {
+            return Err(self.error(
+                "http.listen",
+                format!(
+                    "{text:?} is not a loopback address; the status page can poll sources, so it listens on loopback unless allow_remote = true"
+                ),
+            ));
+        }
+        Ok(HttpConfig {
+            listen: Some(address),
         })
     }
 
@@ -353,7 +384,100 @@ impl Validator {
                 0,
                 100,
             )?,
+            max_archive_members: self.count(
+                "limits.max_archive_members",
+                raw.max_archive_members,
+                default.max_archive_members,
+                0,
+                100_000,
+            )?,
+            max_archive_member_bytes: self.count(
+                "limits.max_archive_member_bytes",
+                raw.max_archive_member_bytes,
+                default.max_archive_member_bytes,
+                0,
+                1024 * 1024 * 1024,
+            )?,
+            max_archive_bytes: self.count(
+                "limits.max_archive_bytes",
+                raw.max_archive_bytes,
+                default.max_archive_bytes,
+                0,
+                1024 * 1024 * 1024,
+            )?,
+            max_archive_depth: self.count(
+                "limits.max_archive_depth",
+                raw.max_archive_depth,
+                default.max_archive_depth,
+                0,
+                10,
+            )?,
+            ..default
         })
+    }
+
+    /// Reads the `[allowlist]` section into index build options.
+    fn allowlist(
+        &self,
+        raw: super::raw::RawAllowlist,
+    ) -> Result<crate::index::BuildOptions, ConfigError> {
+        use crate::index::{Allowlist, BuildOptions, IndicatorType};
+
+        let mut allowlist = if raw.bundled.unwrap_or(true) {
+            Allowlist::bundled()
+        } else {
+            Allowlist::empty()
+        };
+        if raw.documentation.unwrap_or(false) {
+            allowlist.add_documentation();
+        }
+        let lists = [
+            ("allowlist.domains", IndicatorType::Domain, raw.domains),
+            ("allowlist.networks", IndicatorType::Ip, raw.networks),
+            ("allowlist.urls", IndicatorType::Url, raw.urls),
+            ("allowlist.hashes", IndicatorType::Hash, raw.hashes),
+            ("allowlist.emails", IndicatorType::Email, raw.emails),
+        ];
+        for (key, kind, entries) in lists {
+            for text in entries.unwrap_or_default() {
+                if let Err(error) = allowlist.add(kind, &text) {
+                    return Err(self.error(key, format!("{error}; fix or remove this entry")));
+                }
+            }
+        }
+        Ok(BuildOptions {
+            allowlist,
+            suppress_public_suffixes: raw.suppress_public_suffixes.unwrap_or(true),
+            ..BuildOptions::default()
+        })
+    }
+
+    /// Reads the `[extract]` trust settings for `Received` headers into
+    /// `limits`.
+    fn extract(&self, raw: super::raw::RawExtract, limits: &mut Limits) -> Result<(), ConfigError> {
+        limits.trusted_received_hops = self.count(
+            "extract.trusted_received_hops",
+            raw.trusted_received_hops,
+            limits.trusted_received_hops,
+            0,
+            50,
+        )?;
+        let mut networks = Vec::new();
+        for text in raw.trusted_networks.unwrap_or_default() {
+            match crate::index::normalize::ip_or_network(&text) {
+                Ok(net) => networks.push(net),
+                Err(_) => {
+                    return Err(self.error(
+                        "extract.trusted_networks",
+                        format!(
+                            "invalid network {text:?}; write an address or a CIDR network such as 192.0.2.0/24"
+                        ),
+                    ))
+                }
+            }
+        }
+        limits.trusted_networks = networks;
+        Ok(())
     }
 
     fn count(
@@ -483,7 +607,13 @@ impl Validator {
         let kind_name = raw
             .kind
             .clone()
-            .ok_or_else(|| self.error(&key("kind"), "missing; allowed kinds: taxii11, file"))?;
+            .ok_or_else(|| self.error(&key("kind"), format!("missing; allowed kinds: {KINDS}")))?;
+        if let Some(field) = foreign_key(&kind_name, &raw) {
+            return Err(self.error(
+                &key(field),
+                format!("not used by a {kind_name} source; remove it or change kind"),
+            ));
+        }
         let kind = match kind_name.as_str() {
             "taxii11" => SourceKind::Taxii11(self.taxii11(&name, &raw)?),
             "file" => {
@@ -497,10 +627,15 @@ impl Validator {
                     path: self.path(path),
                 })
             }
+            "taxii21" => SourceKind::Taxii21(self.taxii21(&name, &raw)?),
+            "otx" => SourceKind::Otx(self.otx(&name, &raw)?),
+            "text" => SourceKind::Text(self.list(&name, &raw, "text")?),
+            "csv" => SourceKind::Csv(self.csv(&name, &raw)?),
+            "misp" => SourceKind::Misp(self.list(&name, &raw, "misp")?),
             other => {
                 return Err(self.error(
                     &key("kind"),
-                    format!("unknown kind {other:?}; allowed kinds: taxii11, file"),
+                    format!("unknown kind {other:?}; allowed kinds: {KINDS}"),
                 ))
             }
         };
@@ -645,4 +780,425 @@ impl Validator {
             ca_file: raw.ca_file.as_deref().map(|p| self.path(p)),
         })
     }
+
+    /// Reads one secret from `<prefix>`, `<prefix>_file` or `<prefix>_env`.
+    fn secret(
+        &mut self,
+        name: &str,
+        prefix: &str,
+        inline: Option<&String>,
+        file: Option<&String>,
+        env: Option<&String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let names = [
+            prefix.to_string(),
+            format!("{prefix}_file"),
+            format!("{prefix}_env"),
+        ];
+        let given: Vec<&str> = [inline.is_some(), file.is_some(), env.is_some()]
+            .iter()
+            .zip(names.iter())
+            .filter(|(set, _)| **set)
+            .map(|(_, name)| name.as_str())
+            .collect();
+        if let [_, second, ..] = given.as_slice() {
+            return Err(self.error(
+                &key(second),
+                format!(
+                    "set only one of {} (found {})",
+                    names.join(", "),
+                    given.join(", ")
+                ),
+            ));
+        }
+        if let Some(value) = inline {
+            return Ok(Some(Secret::Inline(value.clone())));
+        }
+        if let Some(path) = file {
+            let path = self.path(path);
+            if let Err(e) = std::fs::metadata(&path) {
+                self.warnings.push(format!(
+                    "{}: {}: cannot read {}: {e}; polls of this source fail until it exists",
+                    self.file.display(),
+                    key(&format!("{prefix}_file")),
+                    path.display()
+                ));
+            }
+            return Ok(Some(Secret::File(path)));
+        }
+        Ok(env.map(|name| Secret::Env(name.clone())))
+    }
+
+    /// Validates the credential, TLS and proxy keys shared by the HTTP kinds.
+    fn http_settings(
+        &mut self,
+        name: &str,
+        raw: &RawSource,
+        default_key_header: &str,
+    ) -> Result<HttpSettings, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let password = self.secret(
+            name,
+            "password",
+            raw.password.as_ref(),
+            raw.password_file.as_ref(),
+            raw.password_env.as_ref(),
+        )?;
+        if password.is_some() && raw.username.is_none() {
+            return Err(self.error(&key("username"), "missing; a password needs a username"));
+        }
+        let api_key = self
+            .secret(
+                name,
+                "api_key",
+                raw.api_key.as_ref(),
+                raw.api_key_file.as_ref(),
+                raw.api_key_env.as_ref(),
+            )?
+            .map(|secret| ApiKey {
+                header: raw
+                    .api_key_header
+                    .clone()
+                    .unwrap_or_else(|| default_key_header.to_string()),
+                secret,
+            });
+        if let Some(header) = raw.api_key_header.as_deref() {
+            let valid = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(self.error(
+                    &key("api_key_header"),
+                    format!("invalid header name {header:?}; write e.g. \"X-OTX-API-KEY\""),
+                ));
+            }
+        }
+        if raw.client_cert.is_some() != raw.client_key.is_some() {
+            let missing = if raw.client_cert.is_some() {
+                "client_key"
+            } else {
+                "client_cert"
+            };
+            return Err(self.error(
+                &key(missing),
+                "missing; mutual TLS needs both client_cert and client_key (PEM files)",
+            ));
+        }
+        if let Some(proxy) = &raw.proxy {
+            let scheme_ok = url::Url::parse(proxy)
+                .map(|url| matches!(url.scheme(), "http" | "https"))
+                .unwrap_or(false);
+            if !scheme_ok {
+                return Err(self.error(
+                    &key("proxy"),
+                    format!(
+                        "invalid proxy URL {proxy:?}; write e.g. \"http://proxy.example.net:3128\""
+                    ),
+                ));
+            }
+        }
+        let retries = self.count(&key("retries"), raw.retries, 2, 0, 10)? as u32;
+        Ok(HttpSettings {
+            username: raw.username.clone(),
+            password,
+            api_key,
+            client_cert: raw.client_cert.as_deref().map(|p| self.path(p)),
+            client_key: raw.client_key.as_deref().map(|p| self.path(p)),
+            proxy: raw.proxy.clone(),
+            ca_file: raw.ca_file.as_deref().map(|p| self.path(p)),
+            retries,
+            retry_delay: Duration::from_secs(1),
+        })
+    }
+
+    fn http_url(&self, name: &str, field: &str, text: &str) -> Result<String, ConfigError> {
+        let valid = url::Url::parse(text)
+            .map(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+            .unwrap_or(false);
+        if !valid {
+            return Err(self.error(
+                &format!("source[{name}].{field}"),
+                format!("invalid URL {text:?}; write an http:// or https:// URL"),
+            ));
+        }
+        Ok(text.to_string())
+    }
+
+    /// Validates `url` or `path`, of which exactly one must be set.
+    fn location(&self, name: &str, raw: &RawSource, kind: &str) -> Result<Location, ConfigError> {
+        match (&raw.url, &raw.path) {
+            (Some(url), None) => Ok(Location::Url(self.http_url(name, "url", url)?)),
+            (None, Some(path)) => Ok(Location::Path(self.path(path))),
+            (Some(_), Some(_)) => Err(self.error(
+                &format!("source[{name}].path"),
+                format!("set either url or path for a {kind} source, not both"),
+            )),
+            (None, None) => Err(self.error(
+                &format!("source[{name}].url"),
+                format!("missing; a {kind} source needs url = \"https://...\" or path = \"/local/file\""),
+            )),
+        }
+    }
+
+    fn page_size(&self, name: &str, raw: &RawSource, default: usize) -> Result<u32, ConfigError> {
+        Ok(self.count(
+            &format!("source[{name}].page_size"),
+            raw.page_size,
+            default,
+            1,
+            100_000,
+        )? as u32)
+    }
+
+    fn taxii21(&mut self, name: &str, raw: &RawSource) -> Result<Taxii21Source, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let url = raw.url.as_deref().ok_or_else(|| {
+            self.error(
+                &key("url"),
+                "missing; give the API root URL, e.g. url = \"https://taxii.example.net/api1/\" (`ioc-milter discover URL` lists them)",
+            )
+        })?;
+        let mut api_root = self.http_url(name, "url", url)?;
+        if !api_root.ends_with('/') {
+            api_root.push('/');
+        }
+        let collection = raw
+            .collection
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                self.error(
+                    &key("collection"),
+                    "missing; give the collection id or title (`ioc-milter discover URL` lists them)",
+                )
+            })?;
+        Ok(Taxii21Source {
+            api_root,
+            collection,
+            http: self.http_settings(name, raw, "Authorization")?,
+            page_size: self.page_size(name, raw, 100)?,
+        })
+    }
+
+    fn otx(&mut self, name: &str, raw: &RawSource) -> Result<OtxSource, ConfigError> {
+        let location = match (&raw.url, &raw.path) {
+            (None, None) => Location::Url("https://otx.alienvault.com".to_string()),
+            _ => self.location(name, raw, "otx")?,
+        };
+        let http = self.http_settings(name, raw, "X-OTX-API-KEY")?;
+        if matches!(location, Location::Url(_)) && http.api_key.is_none() {
+            return Err(self.error(
+                &format!("source[{name}].api_key"),
+                "missing; the OTX API needs api_key, api_key_file or api_key_env",
+            ));
+        }
+        Ok(OtxSource {
+            location,
+            http,
+            page_size: self.page_size(name, raw, 50)?,
+        })
+    }
+
+    fn indicator_type(
+        &self,
+        name: &str,
+        text: Option<&str>,
+    ) -> Result<Option<IndicatorType>, ConfigError> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        IndicatorType::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .map(Some)
+            .ok_or_else(|| {
+                self.error(
+                    &format!("source[{name}].indicator_type"),
+                    format!(
+                        "unknown type {text:?}; allowed: ip, domain, url, hash, email, or leave it out to detect the type per value"
+                    ),
+                )
+            })
+    }
+
+    fn list(&mut self, name: &str, raw: &RawSource, kind: &str) -> Result<ListSource, ConfigError> {
+        Ok(ListSource {
+            location: self.location(name, raw, kind)?,
+            http: self.http_settings(name, raw, "Authorization")?,
+            indicator_type: self.indicator_type(name, raw.indicator_type.as_deref())?,
+        })
+    }
+
+    fn column(&self, name: &str, field: &str, text: &str) -> Result<Column, ConfigError> {
+        if let Ok(number) = text.parse::<usize>() {
+            if number == 0 {
+                return Err(self.error(
+                    &format!("source[{name}].{field}"),
+                    "invalid column 0; columns are numbered from 1",
+                ));
+            }
+            return Ok(Column::Number(number));
+        }
+        if text.trim().is_empty() {
+            return Err(self.error(
+                &format!("source[{name}].{field}"),
+                "empty column; give a header name or a number from 1",
+            ));
+        }
+        Ok(Column::Name(text.to_string()))
+    }
+
+    fn csv(&mut self, name: &str, raw: &RawSource) -> Result<CsvSource, ConfigError> {
+        let key = |field: &str| format!("source[{name}].{field}");
+        let mut list = self.list(name, raw, "csv")?;
+        // (value column, type, type column, id column)
+        let preset = match raw.preset.as_deref() {
+            None => None,
+            Some("urlhaus") => Some((3, Some(IndicatorType::Url), None, Some(1))),
+            Some("feodo") => Some((2, Some(IndicatorType::Ip), None, None)),
+            Some("threatfox") => Some((3, None, Some(4), Some(2))),
+            Some("phishtank") => Some((2, Some(IndicatorType::Url), None, Some(1))),
+            Some(other) => {
+                return Err(self.error(
+                    &key("preset"),
+                    format!(
+                        "unknown preset {other:?}; allowed: urlhaus, feodo, threatfox, phishtank"
+                    ),
+                ))
+            }
+        };
+        let column =
+            match (raw.column.as_deref(), preset) {
+                (Some(text), _) => self.column(name, "column", text)?,
+                (None, Some((number, ..))) => Column::Number(number),
+                (None, None) => return Err(self.error(
+                    &key("column"),
+                    "missing; give the value column (a header name or a number from 1) or a preset",
+                )),
+            };
+        if list.indicator_type.is_none() {
+            list.indicator_type = preset.and_then(|p| p.1);
+        }
+        let type_column = match raw.type_column.as_deref() {
+            Some(text) => Some(self.column(name, "type_column", text)?),
+            None => preset.and_then(|p| p.2).map(Column::Number),
+        };
+        let id_column = match raw.id_column.as_deref() {
+            Some(text) => Some(self.column(name, "id_column", text)?),
+            None => preset.and_then(|p| p.3).map(Column::Number),
+        };
+        let delimiter = match raw.delimiter.as_deref() {
+            None => b',',
+            Some("\\t") | Some("\t") => b'\t',
+            Some(text) if text.len() == 1 && text.is_ascii() => {
+                text.as_bytes().first().copied().unwrap_or(b',')
+            }
+            Some(text) => {
+                return Err(self.error(
+                    &key("delimiter"),
+                    format!(
+                    "invalid delimiter {text:?}; give one ASCII character such as \",\" or \";\""
+                ),
+                ))
+            }
+        };
+        Ok(CsvSource {
+            list,
+            column,
+            type_column,
+            id_column,
+            delimiter,
+        })
+    }
+}
+
+/// Returns the first kind-specific key that is set but not used by `kind`,
+/// so that a key meant for another kind is reported instead of ignored.
+fn foreign_key(kind: &str, raw: &RawSource) -> Option<&'static str> {
+    const HTTP: [&str; 13] = [
+        "username",
+        "password",
+        "password_file",
+        "password_env",
+        "api_key",
+        "api_key_file",
+        "api_key_env",
+        "api_key_header",
+        "client_cert",
+        "client_key",
+        "proxy",
+        "ca_file",
+        "retries",
+    ];
+    let set = [
+        ("hostname", raw.hostname.is_some()),
+        ("port", raw.port.is_some()),
+        ("https", raw.https.is_some()),
+        ("polling_path", raw.polling_path.is_some()),
+        ("collection", raw.collection.is_some()),
+        ("username", raw.username.is_some()),
+        ("password", raw.password.is_some()),
+        ("password_file", raw.password_file.is_some()),
+        ("password_env", raw.password_env.is_some()),
+        ("proxy", raw.proxy.is_some()),
+        ("ca_file", raw.ca_file.is_some()),
+        ("path", raw.path.is_some()),
+        ("url", raw.url.is_some()),
+        ("api_key", raw.api_key.is_some()),
+        ("api_key_file", raw.api_key_file.is_some()),
+        ("api_key_env", raw.api_key_env.is_some()),
+        ("api_key_header", raw.api_key_header.is_some()),
+        ("client_cert", raw.client_cert.is_some()),
+        ("client_key", raw.client_key.is_some()),
+        ("retries", raw.retries.is_some()),
+        ("page_size", raw.page_size.is_some()),
+        ("indicator_type", raw.indicator_type.is_some()),
+        ("preset", raw.preset.is_some()),
+        ("column", raw.column.is_some()),
+        ("type_column", raw.type_column.is_some()),
+        ("id_column", raw.id_column.is_some()),
+        ("delimiter", raw.delimiter.is_some()),
+    ];
+    let own: &[&str] = match kind {
+        "taxii11" => &[
+            "hostname",
+            "port",
+            "https",
+            "polling_path",
+            "collection",
+            "username",
+            "password",
+            "password_file",
+            "password_env",
+            "proxy",
+            "ca_file",
+        ],
+        "file" => &["path"],
+        "taxii21" => &["url", "collection", "page_size"],
+        "otx" => &["url", "path", "page_size"],
+        "text" => &["url", "path", "indicator_type"],
+        "csv" => &[
+            "url",
+            "path",
+            "indicator_type",
+            "preset",
+            "column",
+            "type_column",
+            "id_column",
+            "delimiter",
+        ],
+        "misp" => &["url", "path"],
+        // An unknown kind is reported by the caller.
+        _ => return None,
+    };
+    let uses_http = matches!(kind, "taxii21" | "otx" | "text" | "csv" | "misp");
+    set.iter()
+        .filter(|(_, is_set)| *is_set)
+        .map(|(field, _)| *field)
+        .find(|field| {
+            let used = own.contains(field) || (uses_http && HTTP.contains(field));
+            !used
+        })
 }

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
-use mail_parser::{HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{
+    Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::observable::{Location, Observable, ObservableValue};
 use super::session::push_email;
 use super::urls;
+use super::{archive, received, transfer};
 use super::{Limits, MessageObservables};
 use crate::index::normalize;
 use crate::index::HashValue;
@@ -55,9 +58,14 @@ pub(crate) fn observables(raw: &[u8], limits: &Limits) -> MessageObservables {
             return collector.out;
         }
     };
+
     collector.out.subject = message.subject().map(str::to_string);
     collector.out.message_id = message.message_id().map(str::to_string);
     collector.header_addresses(&message);
+    collector.header_ips(&message);
+    if let Some(subject) = message.subject() {
+        collector.urls_in(subject, false, &Location::Header("Subject".to_string()));
+    }
     collector.walk(&message, 0);
     collector.out
 }
@@ -72,6 +80,8 @@ struct Collector<'l> {
     /// location.
     seen_from_urls: HashSet<ObservableValue>,
     url_count: usize,
+    /// Uncompressed bytes left for ZIP members, see `max_archive_bytes`.
+    archive_bytes_left: usize,
     parts_seen: usize,
     text_parts: usize,
     attachments: usize,
@@ -85,6 +95,7 @@ impl<'l> Collector<'l> {
             seen: HashSet::new(),
             seen_from_urls: HashSet::new(),
             url_count: 0,
+            archive_bytes_left: limits.max_archive_bytes,
             parts_seen: 0,
             text_parts: 0,
             attachments: 0,
@@ -137,6 +148,37 @@ impl<'l> Collector<'l> {
         }
     }
 
+    /// Pushes the client IPs of trusted `Received` headers and the
+    /// `X-Originating-IP` address.
+    fn header_ips(&mut self, message: &Message<'_>) {
+        let received = message
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Received"))
+            .map(|(_, value)| value);
+        let hops = received::trusted_client_ips(
+            received,
+            self.limits.trusted_received_hops,
+            &self.limits.trusted_networks,
+        );
+        for (hop, addr) in hops {
+            self.push(Observable::new(
+                ObservableValue::Ip(addr),
+                Location::Received(hop),
+            ));
+        }
+        let originating: Vec<IpAddr> = message
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("X-Originating-IP"))
+            .filter_map(|(_, value)| received::originating_ip(value))
+            .collect();
+        for addr in originating {
+            self.push(Observable::new(
+                ObservableValue::Ip(addr),
+                Location::Header("X-Originating-IP".to_string()),
+            ));
+        }
+    }
+
     /// Visits the parts of `message` in order; `depth` counts the enclosing
     /// `message/rfc822` parts.
     fn walk(&mut self, message: &Message<'_>, depth: usize) {
@@ -159,32 +201,37 @@ impl<'l> Collector<'l> {
                 }
                 PartType::Text(text) => {
                     self.text_parts += 1;
-                    self.urls_in(text, false);
+                    self.urls_in(text, false, &Location::BodyPart(self.text_parts));
                     if !is_body {
-                        self.hash_attachment(part.contents(), part.attachment_name());
+                        let redecoded = redecoded_body(message, part);
+                        let bytes = redecoded.as_deref().unwrap_or(part.contents());
+                        self.hash_attachment(bytes, part.attachment_name());
                     }
                 }
                 PartType::Html(html) => {
                     self.text_parts += 1;
-                    self.urls_in(html, true);
+                    self.urls_in(html, true, &Location::BodyPart(self.text_parts));
                     if !is_body {
-                        self.hash_attachment(part.contents(), part.attachment_name());
+                        let redecoded = redecoded_body(message, part);
+                        let bytes = redecoded.as_deref().unwrap_or(part.contents());
+                        self.hash_attachment(bytes, part.attachment_name());
                     }
                 }
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                    let redecoded = redecoded_body(message, part);
+                    let bytes = redecoded.as_deref().unwrap_or(bytes);
                     self.hash_attachment(bytes, part.attachment_name());
                 }
             }
         }
     }
 
-    /// Collects the URLs of one text part and their hosts.
-    fn urls_in(&mut self, text: &str, is_html: bool) {
+    /// Collects the URLs of one text and their hosts.
+    fn urls_in(&mut self, text: &str, is_html: bool, location: &Location) {
         if self.out.limits_hit.contains(&"max_urls") {
             return;
         }
-        let location = Location::BodyPart(self.text_parts);
-        let mut emit = |candidate: String| self.push_url(&candidate, &location);
+        let mut emit = |candidate: String| self.push_url(&candidate, location, 0);
         if is_html {
             urls::find_in_html(text, &mut emit);
         } else {
@@ -192,13 +239,21 @@ impl<'l> Collector<'l> {
         }
     }
 
-    fn push_url(&mut self, candidate: &str, location: &Location) -> ControlFlow<()> {
+    /// Pushes a URL candidate, its host, and the URLs in its query up to
+    /// [`MAX_INNER_URL_DEPTH`] levels deep.
+    fn push_url(&mut self, candidate: &str, location: &Location, depth: usize) -> ControlFlow<()> {
         let Ok(canonical) = normalize::url(candidate) else {
             return ControlFlow::Continue(());
         };
         let Some(host) = url_host(&canonical) else {
             return ControlFlow::Continue(());
         };
+        let inner = if depth < MAX_INNER_URL_DEPTH {
+            inner_urls(&canonical)
+        } else {
+            Vec::new()
+        };
+
         let url = ObservableValue::Url(canonical);
         if self.seen_from_urls.contains(&url) {
             return ControlFlow::Continue(());
@@ -207,6 +262,7 @@ impl<'l> Collector<'l> {
             self.hit("max_urls");
             return ControlFlow::Break(());
         }
+
         self.url_count += 1;
         self.seen_from_urls.insert(url.clone());
         self.push(Observable::new(url, location.clone()));
@@ -216,15 +272,27 @@ impl<'l> Collector<'l> {
                 Location::UrlHost(Box::new(location.clone())),
             ));
         }
+
+        for candidate in inner {
+            self.push_url(&candidate, location, depth + 1)?;
+        }
         ControlFlow::Continue(())
     }
 
     fn hash_attachment(&mut self, bytes: &[u8], name: Option<&str>) {
         self.attachments += 1;
+        let index = self.attachments;
         let location = Location::Attachment {
-            index: self.attachments,
+            index,
             name: name.map(str::to_string),
         };
+        self.push_digests(bytes, &location);
+        if self.limits.max_archive_depth > 0 && archive::is_zip(bytes) {
+            self.hash_members(bytes, index, "", 1);
+        }
+    }
+
+    fn push_digests(&mut self, bytes: &[u8], location: &Location) {
         for digest in digests(bytes) {
             self.push(Observable::new(
                 ObservableValue::Hash(digest),
@@ -232,6 +300,105 @@ impl<'l> Collector<'l> {
             ));
         }
     }
+
+    /// Hashes the members of the ZIP archive `bytes`, found in attachment
+    /// `index` at member path `prefix`, and opens archives inside it up to
+    /// `max_archive_depth`.
+    fn hash_members(&mut self, bytes: &[u8], index: usize, prefix: &str, depth: usize) {
+        let mut hits = Vec::new();
+        let mut record = |name: &'static str| hits.push(name);
+        let mut budget = archive::Budget {
+            max_members: self.limits.max_archive_members,
+            max_member_bytes: self.limits.max_archive_member_bytes,
+            bytes_left: self.archive_bytes_left,
+            hit: &mut record,
+        };
+        let members = archive::members(bytes, &mut budget);
+        self.archive_bytes_left = budget.bytes_left;
+        for name in hits {
+            self.hit(name);
+        }
+        for member in members {
+            let path = if prefix.is_empty() {
+                member.name
+            } else {
+                format!("{prefix}!{}", member.name)
+            };
+            let location = Location::ArchiveMember {
+                index,
+                path: path.clone(),
+            };
+            self.push_digests(&member.data, &location);
+            if archive::is_zip(&member.data) {
+                if depth >= self.limits.max_archive_depth {
+                    self.hit("max_archive_depth");
+                } else {
+                    self.hash_members(&member.data, index, &path, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes a part again from its raw body when mail-parser's decoding
+/// differs from a mail client's: base64 (see
+/// [`transfer::decode_base64_lenient`]) and uuencode, which mail-parser 0.11
+/// does not decode. Returns `None` for other encodings.
+fn redecoded_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    // mail-parser 0.11 leaves a part undecoded (encoding `None`) when the
+    // closing boundary is missing, so the header is checked too.
+    let declared = part
+        .content_transfer_encoding()
+        .map(|cte| cte.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let start = usize::try_from(part.offset_body).ok()?;
+    let end = usize::try_from(part.offset_end).ok()?;
+    let raw = message.raw_message().get(start..end)?;
+    if part.encoding == Encoding::Base64 || declared == "base64" {
+        return Some(transfer::decode_base64_lenient(raw));
+    }
+    if matches!(declared.as_str(), "x-uuencode" | "uuencode" | "x-uue") {
+        return transfer::decode_uuencode(raw);
+    }
+    None
+}
+
+/// How many URLs deep the query of a URL is searched for further URLs
+/// (a redirect inside a redirect counts two).
+const MAX_INNER_URL_DEPTH: usize = 3;
+
+/// Returns the web URLs carried in the query parameters of a canonical URL,
+/// such as the target of `https://r.example/?url=https%3A%2F%2Fevil.example%2F`.
+/// A value still percent-encoded after decoding is decoded once more.
+fn inner_urls(canonical: &str) -> Vec<String> {
+    let Ok(parsed) = url::Url::parse(canonical) else {
+        return Vec::new();
+    };
+    if parsed.query().is_none() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for (_, value) in parsed.query_pairs() {
+        let mut value = value.into_owned();
+        if starts_with_ignoring_case(&value, "http%3a") {
+            value = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or(value);
+        }
+        let is_web = ["http://", "https://", "hxxp://", "hxxps://", "www."]
+            .iter()
+            .any(|prefix| starts_with_ignoring_case(&value, prefix));
+        if is_web {
+            found.push(value);
+        }
+    }
+    found
+}
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
 
 /// Returns the host of a canonical URL as a domain or IP observable value.
@@ -292,9 +459,8 @@ mod tests {
     fn limits_named_once() {
         let limits = Limits {
             max_message_bytes: 60,
-            max_parts: 500,
             max_urls: 1,
-            max_nesting: 5,
+            ..Limits::default()
         };
         let raw =
             b"Subject: s\r\n\r\nhttp://a.example.com/ http://b.example.com/ http://c.example.com/";

@@ -66,6 +66,10 @@ pub enum Location {
     /// An attachment, with its file name when it has one, numbered in
     /// message order from 1.
     Attachment { index: usize, name: Option<String> },
+    /// A member of a ZIP attachment: the attachment's number and the
+    /// member's path, with `!` between the names of nested archives
+    /// (`inner.zip!payload.exe`).
+    ArchiveMember { index: usize, path: String },
     /// The host of a URL found at the inner location.
     UrlHost(Box<Location>),
 }
@@ -87,6 +91,7 @@ impl fmt::Display for Location {
                 write!(f, "attachment:{index}:{name}")
             }
             Location::Attachment { index, name: None } => write!(f, "attachment:{index}"),
+            Location::ArchiveMember { index, path } => write!(f, "zip-member:{index}:{path}"),
             Location::UrlHost(inner) => write!(f, "url-host:{inner}"),
         }
     }

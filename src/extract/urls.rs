@@ -2,13 +2,31 @@
 //!
 //! The finders return raw candidates; the caller canonicalizes them with
 //! [`crate::index::normalize::url`], removes repeats and applies the URL
-//! limit. Bare URLs start with `http://`, `https://`, `www.` or the defanged
-//! `hxxp://` and `hxxps://`, and defanged dots (`[.]`, `(.)`) are refanged.
+//! limit.
+//!
+//! - Bare URLs start with `http://`, `https://`, `www.` or a defanged scheme
+//!   (`hxxp://`, `hxxps://`, `http[:]//`, `hxxps[://]`). Defanged dots
+//!   (`[.]`, `(.)`, `{.}`, `[dot]`, `(dot)`) and colons (`[:]`) are refanged.
+//! - A name with a defanged dot and no scheme (`evil[.]example[.]net/x`)
+//!   is read as an `http://` URL when it ends in a known public suffix or is
+//!   an IP address.
+//! - A URL that a mail client wrapped is joined inside angle brackets
+//!   (`<http://a.example/very\n  /long>`, as RFC 3986 appendix C allows).
+//! - In plain text, joining is more conservative. The line must be at least
+//!   [`MIN_WRAPPED_LINE`] characters long. The next line must start with a
+//!   token that reads as the rest of a URL: it contains `/`, `?`, `=`, `&`
+//!   or `%`, does not start another URL, and is followed by white space.
+//! - Text that looks quoted-printable without being declared so (`=3D`
+//!   with soft line breaks or in `href=3D`) is scanned after
+//!   quoted-printable decoding in place of the text as written, so
+//!   `href=3D"..."` and URLs broken by `=` line ends are found whole.
 
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::index::normalize;
 
 /// Candidates longer than this are skipped. Browsers accept longer URLs, but
 /// a feed URL of this size is unusual and the cap bounds the work per match.
@@ -19,22 +37,68 @@ static BARE_STARTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
-        .build(["http://", "https://", "hxxp://", "hxxps://", "www."])
+        .build(BARE_PREFIXES)
         .expect("fixed patterns build")
 });
+
+/// Prefixes that start a bare URL, defanged schemes included.
+const BARE_PREFIXES: [&str; 11] = [
+    "http://",
+    "https://",
+    "hxxp://",
+    "hxxps://",
+    "http[:]//",
+    "https[:]//",
+    "hxxp[:]//",
+    "hxxps[:]//",
+    "hxxp[://]",
+    "hxxps[://]",
+    "www.",
+];
+
+/// Defanged dots that mark a name without a scheme as an indicator.
+static DEFANGED_DOTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(["[.]", "(.)", "{.}", "[dot]", "(dot)"])
+        .expect("fixed patterns build")
+});
+
+/// Shortest line, in characters, after which a URL that reaches the line end
+/// may continue on the next line. RFC 3676 limits flowed lines to 78
+/// characters and many clients wrap near 72, so a short line was most likely
+/// ended by the writer.
+const MIN_WRAPPED_LINE: usize = 60;
+
+/// Maximum number of line breaks joined inside one URL.
+const MAX_JOINED_LINES: usize = 4;
 
 /// Names of HTML attributes whose values are URLs.
 static URL_ATTRIBUTES: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
-        .build(["href", "src"])
+        .build(["href", "src", "action"])
         .expect("fixed patterns build")
 });
 
-/// Calls `emit` with every bare URL candidate in `text`, in order, until it
-/// returns `ControlFlow::Break`.
+/// Calls `emit` with every bare URL candidate in `text`, in order, then with
+/// every defanged name, until it returns `ControlFlow::Break`. Text that looks
+/// quoted-printable is decoded first.
 pub(crate) fn find_in_text(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) {
+    let _ = match undeclared_quoted_printable(text) {
+        Some(decoded) => scan_text(&decoded, emit),
+        None => scan_text(text, emit),
+    };
+}
+
+fn scan_text(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
+    scan_bare_urls(text, emit)?;
+    scan_defanged_names(text, emit)
+}
+
+fn scan_bare_urls(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
     let mut position = 0;
     while let Some(found) = BARE_STARTS.find(text.get(position..).unwrap_or("")) {
         let start = position + found.start();
@@ -43,23 +107,221 @@ pub(crate) fn find_in_text(text: &str, emit: &mut dyn FnMut(String) -> ControlFl
             position = start + found.end() - found.start();
             continue;
         }
-        let end = bare_url_end(text, start);
+        let (end, raw) = match bracketed_url(text, start) {
+            Some((end, joined)) => (end, joined),
+            None => {
+                let end = wrapped_url_end(text, start);
+                let raw = text.get(start..end).unwrap_or("").replace(['\r', '\n'], "");
+                (end, raw)
+            }
+        };
         position = end.max(start + 1);
-        let Some(raw) = text.get(start..end) else {
+        let Some(candidate) = clean_candidate(&raw) else {
             continue;
         };
-        let Some(candidate) = clean_candidate(raw) else {
-            continue;
-        };
-        if emit(candidate).is_break() {
-            return;
-        }
+        emit(candidate)?;
     }
+    ControlFlow::Continue(())
 }
 
-/// Calls `emit` with every URL in an `href` or `src` attribute of `html`,
+/// Reads a URL that starts right after `<` or `<URL:` and ends at `>`, with
+/// the white space a mail client inserted when wrapping removed. Returns the
+/// end of the URL and the joined text, or `None` when the URL is not in
+/// brackets or has no line break.
+fn bracketed_url(text: &str, start: usize) -> Option<(usize, String)> {
+    let before = text.get(..start)?;
+    let opened = before.ends_with('<')
+        || before
+            .get(before.len().checked_sub(5)?..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case("<URL:"));
+    if !opened {
+        return None;
+    }
+    let rest = text.get(start..)?;
+    let window = rest.get(..rest.len().min(MAX_URL_LEN))?;
+    let close = window.find(['>', '<'])?;
+    let inner = window.get(..close)?;
+    if !window.get(close..)?.starts_with('>') || !inner.contains('\n') || inner.contains("\n\n") {
+        return None;
+    }
+    let joined: String = inner.split_whitespace().collect();
+    Some((start + close, joined))
+}
+
+/// Returns the end of the URL that starts at `start`, following it onto the
+/// next lines where a mail client wrapped it (see the module documentation).
+fn wrapped_url_end(text: &str, start: usize) -> usize {
+    let mut end = bare_url_end(text, start);
+    for _ in 0..MAX_JOINED_LINES {
+        match continued_line_end(text, start, end) {
+            Some(next_end) => end = next_end,
+            None => break,
+        }
+    }
+    end
+}
+
+/// Returns the end of the URL continuation on the line after `end`, when the
+/// URL reaches the end of a long line and the next line starts with a token
+/// that reads as the rest of a URL.
+fn continued_line_end(text: &str, start: usize, end: usize) -> Option<usize> {
+    let rest = text.get(end..)?;
+    let after_break = rest
+        .strip_prefix("\r\n")
+        .or_else(|| rest.strip_prefix('\n'))?;
+    let break_len = rest.len() - after_break.len();
+    let line_start = text.get(..end)?.rfind('\n').map_or(0, |p| p + 1);
+    let line_chars = text.get(line_start..end)?.chars().count();
+    if line_chars < MIN_WRAPPED_LINE {
+        return None;
+    }
+    let token_len = after_break
+        .find(|c: char| !is_url_char(c))
+        .unwrap_or(after_break.len());
+    let token = after_break.get(..token_len)?;
+    let next = after_break.get(token_len..).and_then(|t| t.chars().next());
+    if token.is_empty() || next.is_some_and(|c| !c.is_whitespace() && c != '<' && c != '>') {
+        return None;
+    }
+    let url = text.get(start..end)?;
+    // The token must look like the rest of a URL (a path, a query), never a
+    // word or the start of another URL.
+    let token_is_url_part = token.contains(['/', '?', '=', '&', '%']);
+    let starts_url = BARE_STARTS
+        .find(token)
+        .is_some_and(|found| found.start() == 0);
+    if !token_is_url_part || starts_url || url.ends_with([')', ']']) {
+        return None;
+    }
+    Some(end + break_len + token_len)
+}
+
+/// Characters that may appear in a URL as written (RFC 3986 reserved and
+/// unreserved characters and `%`).
+fn is_url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
+}
+
+/// Calls `emit` with every name that has a defanged dot and no scheme, such
+/// as `evil[.]example[.]net/login`, refanged and prefixed with `http://`.
+fn scan_defanged_names(
+    text: &str,
+    emit: &mut dyn FnMut(String) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let mut covered = 0;
+    for found in DEFANGED_DOTS.find_iter(text) {
+        if found.start() < covered {
+            continue;
+        }
+        let is_boundary = |c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`');
+        let token_start = text
+            .get(..found.start())
+            .and_then(|before| before.rfind(is_boundary).map(|p| p + 1))
+            .unwrap_or(0);
+        let token_end = text
+            .get(found.end()..)
+            .and_then(|after| after.find(is_boundary))
+            .map_or(text.len(), |p| found.end() + p);
+        covered = token_end;
+        let Some(token) = text.get(token_start..token_end) else {
+            continue;
+        };
+        let token = token.trim_start_matches(['(', '[', '{', '\'', '*']);
+        let lower = token
+            .get(..token.len().min(8))
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let has_scheme =
+            token.contains("://") || token.contains("[:]//") || token.contains("[://]");
+        if has_scheme || lower.starts_with("www.") {
+            // The bare URL scan reads these.
+            continue;
+        }
+        let Some(refanged) = clean_candidate(token) else {
+            continue;
+        };
+        let host = refanged.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        // A name must end in a known public suffix, so `file[.]txt` in a
+        // sentence is not read as a host.
+        let is_name = normalize::domain(host)
+            .ok()
+            .and_then(|name| psl::suffix(name.as_bytes()).map(|suffix| suffix.is_known()))
+            .unwrap_or(false);
+        let is_host = is_name || host.parse::<std::net::IpAddr>().is_ok();
+        if !is_host {
+            continue;
+        }
+        emit(format!("http://{refanged}"))?;
+    }
+    ControlFlow::Continue(())
+}
+
+/// Decodes `text` as quoted-printable when it shows the signs of an encoding
+/// that was not declared: an `=3D` escape together with a soft line break or
+/// an attribute written as `href=3D`. Returns `None` for other text.
+fn undeclared_quoted_printable(text: &str) -> Option<String> {
+    let has_equals_escape = text.contains("=3D") || text.contains("=3d");
+    if !has_equals_escape {
+        return None;
+    }
+    let has_soft_break = text.contains("=\n") || text.contains("=\r\n");
+    let lower_attr = |name: &str| {
+        text.match_indices("=3").any(|(at, _)| {
+            text.get(at.saturating_sub(name.len())..at)
+                .is_some_and(|before| before.eq_ignore_ascii_case(name))
+        })
+    };
+    if !has_soft_break && !lower_attr("href") && !lower_attr("src") {
+        return None;
+    }
+    Some(decode_quoted_printable(text))
+}
+
+/// Decodes quoted-printable text: soft line breaks removed, `=XX` escapes
+/// decoded, other `=` kept, and the bytes read as UTF-8 with invalid
+/// sequences replaced.
+pub(crate) fn decode_quoted_printable(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'=' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(b'\r'), Some(b'\n')) => i += 3,
+            (Some(b'\n'), _) => i += 2,
+            (Some(&high), Some(&low)) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                let pair = [high, low];
+                let value = std::str::from_utf8(&pair)
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+                out.push(value.unwrap_or(b'='));
+                i += if value.is_some() { 3 } else { 1 };
+            }
+            _ => {
+                out.push(b'=');
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Calls `emit` with every URL in an `href`, `src` or `action` attribute of
+/// `html`,
 /// then with every bare URL in its text after HTML entities are resolved.
 pub(crate) fn find_in_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) {
+    let _ = match undeclared_quoted_printable(html) {
+        Some(decoded) => scan_html(&decoded, emit),
+        None => scan_html(html, emit),
+    };
+}
+
+fn scan_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
     for found in URL_ATTRIBUTES.find_iter(html) {
         if !is_attribute_start(html, found.start()) {
             continue;
@@ -71,12 +333,10 @@ pub(crate) fn find_in_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFl
         let Some(candidate) = attribute_candidate(&decoded) else {
             continue;
         };
-        if emit(candidate).is_break() {
-            return;
-        }
+        emit(candidate)?;
     }
     let text = decode_entities(html);
-    find_in_text(&text, emit);
+    scan_text(&text, emit)
 }
 
 /// Checks that a `www.` match at `start` begins a word, so `user@www.example.com`
@@ -104,7 +364,9 @@ fn is_attribute_start(html: &str, start: usize) -> bool {
 }
 
 /// Returns the end of a bare URL that starts at `start`: the first white
-/// space, control character, `<`, `>`, `"`, backtick or invisible separator.
+/// space, control character, `<`, `>`, a quote, backtick or invisible
+/// separator. A quote is legal in a URL but ends it in HTML and CSS text
+/// far more often than it is part of it.
 fn bare_url_end(text: &str, start: usize) -> usize {
     let rest = text.get(start..).unwrap_or("");
     for (offset, c) in rest.char_indices() {
@@ -112,7 +374,8 @@ fn bare_url_end(text: &str, start: usize) -> usize {
             || c.is_control()
             || matches!(
                 c,
-                '<' | '>' | '"' | '`' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
+                '<' | '>' | '"' | '\'' | '`' | '\u{ad}' | '\u{200b}'
+                    ..='\u{200d}' | '\u{2060}' | '\u{feff}'
             );
         if stops {
             return start + offset;
@@ -158,12 +421,10 @@ fn attribute_candidate(value: &str) -> Option<String> {
     let value = value.trim_matches(|c: char| c.is_whitespace() || c.is_control());
     let lower: String = value
         .chars()
-        .take(8)
+        .take(12)
         .collect::<String>()
         .to_ascii_lowercase();
-    let is_web = ["http://", "https://", "hxxp://", "hxxps://", "www."]
-        .iter()
-        .any(|prefix| lower.starts_with(prefix));
+    let is_web = BARE_PREFIXES.iter().any(|prefix| lower.starts_with(prefix));
     if is_web {
         return clean_candidate(value);
     }
@@ -188,9 +449,13 @@ fn clean_candidate(raw: &str) -> Option<String> {
     // A scheme alone or `www.` alone is not a URL.
     let body = match url.split_once("://") {
         Some((_, rest)) => rest,
-        None => url.get(4..).unwrap_or(""),
+        None if url.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("www.")) => {
+            url.get(4..).unwrap_or("")
+        }
+        None => url.as_str(),
     };
-    if body.is_empty() || body.starts_with(['/', '?', '#', '.']) {
+    let no_scheme_no_dot = !url.contains("://") && !url.contains('.');
+    if body.is_empty() || body.starts_with(['/', '?', '#', '.']) || no_scheme_no_dot {
         return None;
     }
     url.shrink_to_fit();
@@ -219,20 +484,45 @@ fn trim_trailing_punctuation(raw: &str) -> &str {
     }
 }
 
+/// Undoes the usual defanging: `hxxp` schemes, `[:]` and `[://]`, and dots
+/// written as `[.]`, `(.)`, `{.}`, `[dot]` or `(dot)` in any case.
 fn refang(candidate: &str) -> String {
-    let mut url = if candidate.len() >= 4
-        && candidate
-            .get(..4)
-            .is_some_and(|s| s.eq_ignore_ascii_case("hxxp"))
+    let mut url = if candidate
+        .get(..4)
+        .is_some_and(|s| s.eq_ignore_ascii_case("hxxp"))
     {
         format!("http{}", candidate.get(4..).unwrap_or(""))
     } else {
         candidate.to_string()
     };
-    if url.contains("[.]") || url.contains("(.)") {
-        url = url.replace("[.]", ".").replace("(.)", ".");
+    if url.contains(['[', '(', '{']) {
+        for (defanged, plain) in [
+            ("[://]", "://"),
+            ("[:]", ":"),
+            ("[.]", "."),
+            ("(.)", "."),
+            ("{.}", "."),
+        ] {
+            url = url.replace(defanged, plain);
+        }
+        url = replace_ignoring_case(&url, "[dot]", ".");
+        url = replace_ignoring_case(&url, "(dot)", ".");
     }
     url
+}
+
+/// Replaces every ASCII case-insensitive occurrence of `pattern` (ASCII).
+fn replace_ignoring_case(text: &str, pattern: &str, replacement: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in lower.match_indices(pattern) {
+        out.push_str(text.get(last..at).unwrap_or(""));
+        out.push_str(replacement);
+        last = at + pattern.len();
+    }
+    out.push_str(text.get(last..).unwrap_or(""));
+    out
 }
 
 /// Resolves HTML character references: numeric ones (`&#46;`, `&#x2e;`, the
@@ -262,6 +552,45 @@ pub(crate) fn decode_entities(text: &str) -> String {
     out
 }
 
+/// Maps a numeric reference in 0x80..=0x9F to the Windows-1252 character
+/// that HTML5 browsers show for it (the HTML Standard's replacement table
+/// for numeric character references), so `&#159;` reads as `Ÿ`, not as a
+/// control character. Returns `None` outside that range and for the five
+/// codes the table leaves unchanged.
+fn windows_1252_reference(value: u32) -> Option<char> {
+    let mapped = match value {
+        0x80 => '\u{20ac}',
+        0x82 => '\u{201a}',
+        0x83 => '\u{0192}',
+        0x84 => '\u{201e}',
+        0x85 => '\u{2026}',
+        0x86 => '\u{2020}',
+        0x87 => '\u{2021}',
+        0x88 => '\u{02c6}',
+        0x89 => '\u{2030}',
+        0x8a => '\u{0160}',
+        0x8b => '\u{2039}',
+        0x8c => '\u{0152}',
+        0x8e => '\u{017d}',
+        0x91 => '\u{2018}',
+        0x92 => '\u{2019}',
+        0x93 => '\u{201c}',
+        0x94 => '\u{201d}',
+        0x95 => '\u{2022}',
+        0x96 => '\u{2013}',
+        0x97 => '\u{2014}',
+        0x98 => '\u{02dc}',
+        0x99 => '\u{2122}',
+        0x9a => '\u{0161}',
+        0x9b => '\u{203a}',
+        0x9c => '\u{0153}',
+        0x9e => '\u{017e}',
+        0x9f => '\u{0178}',
+        _ => return None,
+    };
+    Some(mapped)
+}
+
 /// Decodes the reference after a `&` and returns the character and the
 /// number of bytes it used.
 fn decode_reference(after: &str) -> Option<(char, usize)> {
@@ -284,7 +613,8 @@ fn decode_reference(after: &str) -> Option<(char, usize)> {
             return None;
         }
         let value = u32::from_str_radix(digits.get(..len)?, radix).unwrap_or(u32::MAX);
-        let decoded = char::from_u32(value)
+        let decoded = windows_1252_reference(value)
+            .or_else(|| char::from_u32(value))
             .filter(|&c| c != '\0')
             .unwrap_or('\u{fffd}');
         let semicolon = usize::from(digits.as_bytes().get(len) == Some(&b';'));
@@ -425,6 +755,10 @@ mod tests {
             "a&b.c.d/e&bogus;f&"
         );
         assert_eq!(decode_entities("&#0;&#x110000;"), "\u{fffd}\u{fffd}");
+        assert_eq!(
+            decode_entities("&#159;&#x9C;&#128;&#129;"),
+            "\u{178}\u{153}\u{20ac}\u{81}"
+        );
     }
 
     #[test]
@@ -446,6 +780,123 @@ mod tests {
         assert_eq!(
             trim_trailing_punctuation("http://x.example/a).\"'"),
             "http://x.example/a"
+        );
+    }
+}
+
+#[cfg(test)]
+mod disguise_tests {
+    use super::*;
+
+    fn text_urls(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        find_in_text(text, &mut |url| {
+            found.push(url);
+            ControlFlow::Continue(())
+        });
+        found
+    }
+
+    fn html_urls(html: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        find_in_html(html, &mut |url| {
+            found.push(url);
+            ControlFlow::Continue(())
+        });
+        found
+    }
+
+    #[test]
+    fn defanged_forms_refanged() {
+        let cases = [
+            (
+                "hxxps[:]//evil[.]example[.]net/a",
+                "https://evil.example.net/a",
+            ),
+            ("HXXP://evil(.)example(.)net/b", "http://evil.example.net/b"),
+            (
+                "hxxps[://]evil[dot]example[DOT]net/c",
+                "https://evil.example.net/c",
+            ),
+            (
+                "http[:]//evil{.}example{.}net/d",
+                "http://evil.example.net/d",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(text_urls(input), [expected], "input {input}");
+        }
+    }
+
+    #[test]
+    fn defanged_name_without_scheme() {
+        let found = text_urls("block evil[.]example[.]net/login and 192[.]0[.]2[.]9 now");
+        assert_eq!(found, ["http://evil.example.net/login", "http://192.0.2.9"]);
+    }
+
+    #[test]
+    fn defanged_text_not_a_name() {
+        assert_eq!(
+            text_urls("see note [.] and (dot) here"),
+            Vec::<String>::new()
+        );
+        assert_eq!(text_urls("open report[.]txt now"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn wrapped_url_in_brackets_joined() {
+        let text = "Open <https://evil.example.net/account/verify/\n   session?id=42> today";
+        assert_eq!(
+            text_urls(text),
+            ["https://evil.example.net/account/verify/session?id=42"]
+        );
+    }
+
+    #[test]
+    fn wrapped_long_line_joined() {
+        let text = "Please confirm your mailbox within 24 hours at https://evil.example.net/confirm/\nstep2?user=bob to keep it.";
+        assert_eq!(
+            text_urls(text),
+            ["https://evil.example.net/confirm/step2?user=bob"]
+        );
+    }
+
+    #[test]
+    fn short_line_not_joined() {
+        let text = "Link: https://a.example.net/x/\nand/or more";
+        assert_eq!(text_urls(text), ["https://a.example.net/x/"]);
+    }
+
+    #[test]
+    fn long_line_sentence_not_joined() {
+        let text = "Our new portal is now available for everyone at https://a.example.net\nThanks, the team";
+        assert_eq!(text_urls(text), ["https://a.example.net"]);
+    }
+
+    #[test]
+    fn undeclared_quoted_printable_decoded() {
+        let html = "<a href=3D\"https://evil.example.net/lo=\ngin?a=3D1\">x</a>";
+        let found = html_urls(html);
+        assert_eq!(
+            found.last().map(String::as_str),
+            Some("https://evil.example.net/login?a=1")
+        );
+    }
+
+    #[test]
+    fn quoted_printable_decoding() {
+        assert_eq!(
+            decode_quoted_printable("a=3Db=\r\nc=\nd=ZZ=e2=82=ac"),
+            "a=bcd=ZZ€"
+        );
+    }
+
+    #[test]
+    fn space_padded_unquoted_href() {
+        let found = html_urls("<a href =  https://evil.example.net/p >x</a>");
+        assert_eq!(
+            found.first().map(String::as_str),
+            Some("https://evil.example.net/p")
         );
     }
 }

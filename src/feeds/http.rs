@@ -36,6 +36,16 @@ pub enum HttpError {
     TooLarge { url: String, max_bytes: u64 },
     #[error("response of {url} is not UTF-8: {reason}")]
     Encoding { url: String, reason: String },
+    #[error("cannot read the client certificate {cert} or key {key}: {reason}")]
+    ClientCert {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+    #[error("cannot read the API key of header {header}: {reason}")]
+    ApiKey { header: String, reason: String },
+    #[error("{url} answered with an empty body; the last good set is kept")]
+    Empty { url: String },
 }
 
 /// A configured client for one source.

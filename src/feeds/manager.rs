@@ -2,20 +2,25 @@
 //! sources on schedule and on request, expires old indicators and persists
 //! sets and status through the [`Store`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::fetchers::{self, Fetch, FetchError, Previous};
 use super::file::{self, FileError};
 use super::http::HttpClient;
 use super::stix1::{ParseContext, ParseOutcome};
+use super::stix2::{newest_versions, StixObject};
 use super::taxii11::{format_timestamp, Taxii11Client, TaxiiError};
+use super::taxii21::Taxii21Client;
+use super::web::{Validators, WebClient};
 use super::{PollCounts, PollMode, SourceSet};
-use crate::config::{FileSource, SourceConfig, SourceKind};
+use crate::config::{FileSource, SourceConfig, SourceKind, Taxii21Source};
 use crate::index::{Indicator, IndicatorType, IndicatorValue};
 use crate::store::{Store, StoredStatus};
 
@@ -27,7 +32,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(30);
 const MAX_SEGMENTS: u64 = 10_000;
 
 /// The result of one successful poll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollReport {
     pub source: String,
     pub mode: PollMode,
@@ -36,7 +41,10 @@ pub struct PollReport {
     pub counts: PollCounts,
     /// Indicators in the source's set after the poll.
     pub indicators: usize,
-    #[serde(serialize_with = "serialize_seconds")]
+    #[serde(
+        serialize_with = "serialize_seconds",
+        deserialize_with = "deserialize_seconds"
+    )]
     pub duration: Duration,
 }
 
@@ -49,6 +57,8 @@ pub enum PollError {
     Taxii { name: String, error: TaxiiError },
     #[error("poll of source {name} failed: {error}")]
     File { name: String, error: FileError },
+    #[error("poll of source {name} failed: {error}")]
+    Fetch { name: String, error: FetchError },
     #[error("poll of source {name} needs {segments} segments (age / poll_segment), more than {max}; raise poll_segment")]
     TooManySegments {
         name: String,
@@ -60,7 +70,7 @@ pub enum PollError {
 }
 
 /// The activity of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceState {
     Idle,
@@ -71,14 +81,17 @@ pub enum SourceState {
 }
 
 /// The status of one source, as `sources` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceStatus {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     /// TAXII host name, or the path of a file source.
     pub host: String,
     pub collection: Option<String>,
-    #[serde(serialize_with = "serialize_seconds")]
+    #[serde(
+        serialize_with = "serialize_seconds",
+        deserialize_with = "deserialize_seconds"
+    )]
     pub polling_interval: Duration,
     pub suspended: bool,
     pub state: SourceState,
@@ -91,6 +104,13 @@ pub struct SourceStatus {
     pub indicators: usize,
     pub indicators_by_type: BTreeMap<IndicatorType, usize>,
     pub last_counts: Option<PollCounts>,
+}
+
+fn deserialize_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    let seconds = f64::deserialize(deserializer)?;
+    Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
 }
 
 fn serialize_seconds<S: serde::Serializer>(
@@ -107,11 +127,28 @@ enum Fetcher {
         hostname: String,
     },
     File(FileSource),
+    Taxii21 {
+        client: Taxii21Client,
+        source: Taxii21Source,
+        /// The collection id, resolved from a title at the first poll.
+        collection_id: tokio::sync::Mutex<Option<String>>,
+    },
+    /// `otx`, `text`, `csv` and `misp`; no client for a local path.
+    Web {
+        web: Option<WebClient>,
+        kind: SourceKind,
+    },
 }
 
 struct SourceEntry {
     config: SourceConfig,
     fetcher: Fetcher,
+    /// Set by the configuration and by `suspend`/`resume`.
+    suspended: AtomicBool,
+    /// Set when a reload replaced or removed this source; its poller stops.
+    retired: AtomicBool,
+    /// Wakes the source's poller after `resume`.
+    wake: tokio::sync::Notify,
     state: Mutex<EntryState>,
     /// Serializes polls of one source.
     poll_lock: tokio::sync::Mutex<()>,
@@ -126,18 +163,68 @@ struct EntryState {
 }
 
 /// The result of a fetch, before it is merged into the set.
+#[derive(Default)]
 struct Fetched {
     outcome: ParseOutcome,
     blocks: u64,
     cursor: Option<DateTime<Utc>>,
     window_start: Option<DateTime<Utc>>,
     window_end: Option<DateTime<Utc>>,
+    stix_objects: Option<Vec<StixObject>>,
+    replace_packages: HashSet<String>,
+    not_modified: bool,
+    validators: Option<Validators>,
+    content_hash: Option<String>,
+    inactive: u64,
+}
+
+impl Fetched {
+    fn from_fetch(
+        fetch: Fetch,
+        window_start: Option<DateTime<Utc>>,
+        end: DateTime<Utc>,
+    ) -> Fetched {
+        Fetched {
+            outcome: fetch.outcome,
+            blocks: fetch.blocks,
+            cursor: fetch.cursor,
+            window_start,
+            window_end: Some(end),
+            stix_objects: fetch.stix_objects,
+            replace_packages: fetch.replace_packages,
+            not_modified: fetch.not_modified,
+            validators: fetch.validators,
+            content_hash: fetch.content_hash,
+            inactive: fetch.inactive,
+        }
+    }
 }
 
 /// Polls the configured sources and keeps their indicator sets.
 pub struct FeedManager {
     store: Store,
-    sources: Vec<SourceEntry>,
+    /// Replaced as a whole by [`FeedManager::reload`].
+    sources: RwLock<Vec<Arc<SourceEntry>>>,
+    /// Set by `run`, so that polls on request and reloads can rebuild the
+    /// index and start pollers.
+    runner: Mutex<Option<Runner>>,
+}
+
+type OnChange = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Clone)]
+struct Runner {
+    on_change: OnChange,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The sources a reload added, changed, removed and kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
 }
 
 impl FeedManager {
@@ -146,38 +233,26 @@ impl FeedManager {
     pub fn new(sources: Vec<SourceConfig>, store: Store) -> anyhow::Result<FeedManager> {
         let mut entries = Vec::with_capacity(sources.len());
         for config in sources {
-            let fetcher = match &config.kind {
-                SourceKind::Taxii11(taxii) => {
-                    let http = HttpClient::new(taxii, config.timeout, config.max_bytes)
-                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
-                    Fetcher::Taxii11 {
-                        client: Taxii11Client {
-                            http,
-                            collection: taxii.collection.clone(),
-                            https: taxii.https,
-                            max_parts: config.max_parts,
-                        },
-                        hostname: taxii.hostname.clone(),
-                    }
-                }
-                SourceKind::File(source) => Fetcher::File(source.clone()),
-            };
-            entries.push(SourceEntry {
-                config,
-                fetcher,
-                state: Mutex::new(EntryState::default()),
-                poll_lock: tokio::sync::Mutex::new(()),
-            });
+            entries.push(Arc::new(build_entry(config)?));
         }
         Ok(FeedManager {
             store,
-            sources: entries,
+            sources: RwLock::new(entries),
+            runner: Mutex::new(None),
         })
     }
 
-    fn entry(&self, name: &str) -> Result<&SourceEntry, PollError> {
+    /// Returns a snapshot of the current sources.
+    fn entries(&self) -> Vec<Arc<SourceEntry>> {
         self.sources
-            .iter()
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn entry(&self, name: &str) -> Result<Arc<SourceEntry>, PollError> {
+        self.entries()
+            .into_iter()
             .find(|entry| entry.config.name == name)
             .ok_or_else(|| PollError::UnknownSource(name.to_string()))
     }
@@ -188,7 +263,15 @@ impl FeedManager {
     pub fn load_state(&self) -> usize {
         let now = Utc::now();
         let mut total = 0;
-        for entry in &self.sources {
+        for entry in self.entries() {
+            total += self.load_entry(&entry, now);
+        }
+        total
+    }
+
+    /// Loads one source's saved set and status; returns its indicator count.
+    fn load_entry(&self, entry: &SourceEntry, now: DateTime<Utc>) -> usize {
+        {
             let name = &entry.config.name;
             let status = match self.store.load_status(name) {
                 Ok(status) => status.unwrap_or_default(),
@@ -215,19 +298,19 @@ impl FeedManager {
                 expired,
                 "loaded saved indicator set"
             );
-            total += set.indicators.len();
+            let count = set.indicators.len();
 
             let mut state = lock(&entry.state);
             state.status = status;
             state.set = set;
+            count
         }
-        total
     }
 
     /// Returns a copy of every source's current indicators.
     pub fn indicators(&self) -> Vec<Indicator> {
         let mut all = Vec::new();
-        for entry in &self.sources {
+        for entry in self.entries() {
             all.extend(lock(&entry.state).set.indicators.iter().cloned());
         }
         all
@@ -235,18 +318,24 @@ impl FeedManager {
 
     /// Returns the status of every source.
     pub fn statuses(&self) -> Vec<SourceStatus> {
-        self.sources.iter().map(status_of).collect()
+        self.entries()
+            .iter()
+            .map(|entry| status_of(entry))
+            .collect()
     }
 
     /// Polls one source now. `None` chooses full when the source has no
     /// cursor or no set yet, else delta; file sources always poll full. On
     /// failure the last good set stays in use.
     pub async fn poll(&self, name: &str, mode: Option<PollMode>) -> Result<PollReport, PollError> {
-        let entry = self.entry(name)?;
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
         let _guard = entry.poll_lock.lock().await;
         let started = Instant::now();
         let now = Utc::now();
 
+        // A full poll on request reloads a list even when it did not change.
+        let reload = mode == Some(PollMode::Full);
         let mode = {
             let mut state = lock(&entry.state);
             state.polling = true;
@@ -254,7 +343,7 @@ impl FeedManager {
             choose_mode(entry, &state.set, mode)
         };
 
-        let fetched = self.fetch(entry, mode, now).await;
+        let fetched = self.fetch(entry, mode, now, reload).await;
         let result = match fetched {
             Ok(fetched) => Ok(self.apply(entry, mode, fetched, now, started)),
             Err(error) => {
@@ -269,7 +358,8 @@ impl FeedManager {
     /// Fetches from a source and reports the counts without changing its
     /// set, cursor or status. TAXII sources poll the last polling interval.
     pub async fn test_poll(&self, name: &str) -> Result<PollReport, PollError> {
-        let entry = self.entry(name)?;
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
         let started = Instant::now();
         let now = Utc::now();
         let fetched = match &entry.fetcher {
@@ -277,7 +367,26 @@ impl FeedManager {
                 let begin = chrono_duration(entry.config.polling_interval).map(|d| now - d);
                 self.fetch_window(entry, client, begin, now).await?
             }
-            Fetcher::File(_) => self.fetch(entry, PollMode::Full, now).await?,
+            Fetcher::File(_) => self.fetch(entry, PollMode::Full, now, true).await?,
+            Fetcher::Taxii21 { .. } | Fetcher::Web { .. } => {
+                let (mode, current) = {
+                    let state = lock(&entry.state);
+                    (choose_mode(entry, &state.set, None), state.set.clone())
+                };
+                let fetched = self.fetch(entry, mode, now, true).await?;
+                let window_start = fetched.window_start;
+                let window_end = fetched.window_end;
+                let (set, counts) = merge(&entry.config, &current, mode, fetched, now);
+                return Ok(PollReport {
+                    source: name.to_string(),
+                    mode,
+                    window_start,
+                    window_end,
+                    counts,
+                    indicators: set.indicators.len(),
+                    duration: started.elapsed(),
+                });
+            }
         };
         let mut indicators = fetched.outcome.indicators;
         let mut counts = fetched.outcome.counts;
@@ -299,9 +408,80 @@ impl FeedManager {
         entry: &SourceEntry,
         mode: PollMode,
         now: DateTime<Utc>,
+        ignore_previous: bool,
     ) -> Result<Fetched, PollError> {
         let config = &entry.config;
+        let fetch_error = |error: FetchError| PollError::Fetch {
+            name: config.name.clone(),
+            error,
+        };
+        let since = match mode {
+            PollMode::Full => chrono_duration(config.age).map(|age| now - age),
+            PollMode::Delta => lock(&entry.state).set.cursor,
+        };
         match &entry.fetcher {
+            Fetcher::Taxii21 {
+                client,
+                source,
+                collection_id,
+            } => {
+                tracing::info!(
+                    source = %config.name,
+                    mode = %mode,
+                    api_root = %source.api_root,
+                    collection = %source.collection,
+                    added_after = since.map(super::taxii21::format_time).unwrap_or_default(),
+                    "poll started"
+                );
+                let id = {
+                    let mut cached = collection_id.lock().await;
+                    match cached.as_ref() {
+                        Some(id) => id.clone(),
+                        None => {
+                            let id = client
+                                .resolve_collection(&source.api_root, &source.collection)
+                                .await
+                                .map_err(|e| fetch_error(FetchError::Taxii21(e)))?;
+                            *cached = Some(id.clone());
+                            id
+                        }
+                    }
+                };
+                let fetch = fetchers::taxii21(client, config, source, &id, since)
+                    .await
+                    .map_err(fetch_error)?;
+                Ok(Fetched::from_fetch(fetch, since, now))
+            }
+            Fetcher::Web { web, kind } => {
+                let previous = {
+                    let state = lock(&entry.state);
+                    Previous {
+                        validators: Validators {
+                            etag: state.set.etag.clone(),
+                            last_modified: state.set.last_modified.clone(),
+                        },
+                        content_hash: state.set.content_hash.clone(),
+                        ignore: ignore_previous || state.set.indicators.is_empty(),
+                    }
+                };
+                let (host, _) = kind.target();
+                tracing::info!(source = %config.name, kind = kind.name(), mode = %mode, location = %host, "poll started");
+                let web = web.as_ref();
+                let fetch = match kind {
+                    SourceKind::Text(list) => fetchers::text(web, config, list, &previous).await,
+                    SourceKind::Csv(csv) => fetchers::csv(web, config, csv, &previous).await,
+                    SourceKind::Misp(list) => fetchers::misp(web, config, list, &previous).await,
+                    SourceKind::Otx(otx) => {
+                        fetchers::otx(web, config, otx, since, &previous, now).await
+                    }
+                    _ => Ok(Fetch::default()),
+                }
+                .map_err(fetch_error)?;
+                let start = matches!(kind, SourceKind::Otx(_))
+                    .then_some(since)
+                    .flatten();
+                Ok(Fetched::from_fetch(fetch, start, now))
+            }
             Fetcher::File(source) => {
                 tracing::info!(source = %config.name, mode = "full", path = %source.path.display(), "poll started");
                 let context = ParseContext {
@@ -329,9 +509,7 @@ impl FeedManager {
                 Ok(Fetched {
                     outcome: read.outcome,
                     blocks: read.files,
-                    cursor: None,
-                    window_start: None,
-                    window_end: None,
+                    ..Fetched::default()
                 })
             }
             Fetcher::Taxii11 { client, hostname } => {
@@ -381,11 +559,9 @@ impl FeedManager {
             now: end,
         };
         let mut fetched = Fetched {
-            outcome: ParseOutcome::default(),
-            blocks: 0,
-            cursor: None,
             window_start: begin,
             window_end: Some(end),
+            ..Fetched::default()
         };
         let mut latest_label = None;
         let mut server_end = None;
@@ -427,54 +603,18 @@ impl FeedManager {
         started: Instant,
     ) -> PollReport {
         let config = &entry.config;
-        let mut counts = fetched.outcome.counts.clone();
-        counts.blocks = fetched.blocks;
         tracing::info!(
             source = %config.name,
-            blocks = counts.blocks,
-            observables = counts.observables,
+            blocks = fetched.blocks,
+            observables = fetched.outcome.counts.observables,
             "fetched"
         );
+        let window_start = fetched.window_start;
+        let window_end = fetched.window_end;
 
         let mut state = lock(&entry.state);
-        let previous: HashMap<(IndicatorValue, String), ()> = state
-            .set
-            .indicators
-            .iter()
-            .map(|indicator| ((indicator.value.clone(), indicator.id.clone()), ()))
-            .collect();
-
-        let mut merged: Vec<Indicator> = match mode {
-            PollMode::Full => Vec::new(),
-            PollMode::Delta => state.set.indicators.clone(),
-        };
-        merged.extend(fetched.outcome.indicators);
-        let mut indicators = deduplicate(merged);
-        counts.expired = expire(&mut indicators, config.age, now);
-        for indicator in &indicators {
-            if previous.contains_key(&(indicator.value.clone(), indicator.id.clone())) {
-                counts.unchanged += 1;
-            } else {
-                counts.added += 1;
-            }
-        }
-        if indicators.len() > config.max_indicators {
-            let dropped = indicators.len() - config.max_indicators;
-            // The newest indicators are kept.
-            indicators.sort_by_key(|indicator| std::cmp::Reverse(indicator.first_seen));
-            indicators.truncate(config.max_indicators);
-            tracing::warn!(
-                source = %config.name,
-                dropped,
-                max_indicators = config.max_indicators,
-                "dropped the oldest indicators over max_indicators; raise max_indicators to keep them"
-            );
-        }
-
-        state.set.indicators = indicators;
-        if fetched.cursor.is_some() {
-            state.set.cursor = fetched.cursor;
-        }
+        let (set, counts) = merge(config, &state.set, mode, fetched, now);
+        state.set = set;
         state.set.last_success = Some(now);
         if mode == PollMode::Full {
             state.set.last_full_poll = Some(now);
@@ -500,8 +640,8 @@ impl FeedManager {
         let report = PollReport {
             source: config.name.clone(),
             mode,
-            window_start: fetched.window_start,
-            window_end: fetched.window_end,
+            window_start,
+            window_end,
             counts,
             indicators: state.set.indicators.len(),
             duration: started.elapsed(),
@@ -513,6 +653,7 @@ impl FeedManager {
             invalid = report.counts.invalid,
             unsupported = report.counts.unsupported,
             expired = report.counts.expired,
+            removed = report.counts.removed,
             "indicators counted"
         );
         tracing::info!(
@@ -541,6 +682,142 @@ impl FeedManager {
         );
     }
 
+    /// Suspends a source: its poller stops until [`FeedManager::resume`];
+    /// its set stays in use.
+    pub fn suspend(&self, name: &str) -> Result<(), PollError> {
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
+        entry.suspended.store(true, Ordering::Relaxed);
+        lock(&entry.state).next_poll = None;
+        tracing::info!(source = %name, "source suspended");
+        Ok(())
+    }
+
+    /// Resumes a suspended source; a poll follows when it is due.
+    pub fn resume(&self, name: &str) -> Result<(), PollError> {
+        let shared = self.entry(name)?;
+        let entry: &SourceEntry = &shared;
+        entry.suspended.store(false, Ordering::Relaxed);
+        entry.wake.notify_one();
+        tracing::info!(source = %name, "source resumed");
+        Ok(())
+    }
+
+    /// Names of the configured sources.
+    pub fn names(&self) -> Vec<String> {
+        self.entries()
+            .iter()
+            .map(|e| e.config.name.clone())
+            .collect()
+    }
+
+    /// Polls a source now and, on success, rebuilds the running daemon's
+    /// index.
+    pub async fn poll_now(
+        &self,
+        name: &str,
+        mode: Option<PollMode>,
+    ) -> Result<PollReport, PollError> {
+        let report = self.poll(name, mode).await?;
+        self.notify_change();
+        Ok(report)
+    }
+
+    fn runner(&self) -> Option<Runner> {
+        self.runner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn notify_change(&self) {
+        if let Some(runner) = self.runner() {
+            (runner.on_change)();
+        }
+    }
+
+    /// Applies the sources of a re-read configuration. Unchanged sources
+    /// keep their pollers. Changed and new ones get new pollers that poll at
+    /// once, and a changed one keeps its saved set (the poll is full when
+    /// its kind settings changed). Removed ones stop and leave the index.
+    /// When a client cannot be built (an unreadable CA file, an invalid
+    /// proxy), nothing changes and the error is returned.
+    pub fn reload(self: &Arc<Self>, sources: Vec<SourceConfig>) -> anyhow::Result<ReloadSummary> {
+        let old = self.entries();
+        let mut summary = ReloadSummary::default();
+        let mut next: Vec<Arc<SourceEntry>> = Vec::with_capacity(sources.len());
+        let mut started: Vec<(Arc<SourceEntry>, bool)> = Vec::new();
+        for config in sources {
+            let previous = old.iter().find(|e| e.config.name == config.name);
+            match previous {
+                Some(entry) if entry.config == config => {
+                    summary.unchanged.push(config.name.clone());
+                    next.push(Arc::clone(entry));
+                }
+                _ => {
+                    let name = config.name.clone();
+                    let kind_changed = previous.is_some_and(|p| p.config.kind != config.kind);
+                    let entry = Arc::new(build_entry(config)?);
+                    match previous {
+                        Some(_) => summary.changed.push(name),
+                        None => summary.added.push(name),
+                    }
+                    started.push((Arc::clone(&entry), kind_changed || previous.is_none()));
+                    next.push(entry);
+                }
+            }
+        }
+        for entry in &old {
+            let kept = next.iter().any(|e| Arc::ptr_eq(e, entry));
+            if !kept {
+                entry.retired.store(true, Ordering::Relaxed);
+                entry.wake.notify_one();
+                if !next.iter().any(|e| e.config.name == entry.config.name) {
+                    summary.removed.push(entry.config.name.clone());
+                }
+            }
+        }
+
+        let now = Utc::now();
+        for (entry, full) in &started {
+            self.load_entry(entry, now);
+            if *full {
+                // Another server, collection or list: the old cursor and
+                // validators do not apply, so the next poll is full.
+                let mut state = lock(&entry.state);
+                state.set.cursor = None;
+                state.set.etag = None;
+                state.set.last_modified = None;
+                state.set.content_hash = None;
+            }
+        }
+        *self
+            .sources
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+
+        if let Some(runner) = self.runner() {
+            for (entry, _) in started {
+                let manager = Arc::clone(self);
+                let runner = runner.clone();
+                tokio::spawn(async move {
+                    manager
+                        .run_source(entry, true, runner.on_change, runner.shutdown)
+                        .await
+                });
+            }
+            (runner.on_change)();
+        }
+        tracing::info!(
+            added = ?summary.added,
+            changed = ?summary.changed,
+            removed = ?summary.removed,
+            unchanged = summary.unchanged.len(),
+            "sources reloaded"
+        );
+        Ok(summary)
+    }
+
     /// Runs the schedule: one task per source that is not suspended. The
     /// first poll starts at once when the set is empty or the last success
     /// is older than the interval; later polls follow every
@@ -551,47 +828,67 @@ impl FeedManager {
         on_change: Arc<dyn Fn() + Send + Sync>,
         shutdown: watch::Receiver<bool>,
     ) {
+        *self
+            .runner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Runner {
+            on_change: Arc::clone(&on_change),
+            shutdown: shutdown.clone(),
+        });
         let mut tasks = tokio::task::JoinSet::new();
-        for index in 0..self.sources.len() {
-            let Some(entry) = self.sources.get(index) else {
-                continue;
-            };
-            if entry.config.suspended {
-                tracing::info!(source = %entry.config.name, "source is suspended; not polling");
-                continue;
+        for entry in self.entries() {
+            if entry.suspended.load(Ordering::Relaxed) {
+                tracing::info!(source = %entry.config.name, "source is suspended; not polling until resumed");
             }
             let manager = Arc::clone(&self);
             let on_change = Arc::clone(&on_change);
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { manager.run_source(index, on_change, shutdown).await });
+            tasks.spawn(async move { manager.run_source(entry, false, on_change, shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
     }
 
     async fn run_source(
         &self,
-        index: usize,
+        entry: Arc<SourceEntry>,
+        immediate: bool,
         on_change: Arc<dyn Fn() + Send + Sync>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let Some(entry) = self.sources.get(index) else {
-            return;
-        };
         let name = entry.config.name.clone();
         let interval = entry.config.polling_interval;
-        let mut delay = {
+        let mut delay = if immediate {
+            Duration::ZERO
+        } else {
             let state = lock(&entry.state);
             first_delay(&state.set, interval, Utc::now())
         };
         let mut failures: u32 = 0;
 
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || entry.retired.load(Ordering::Relaxed) {
                 return;
+            }
+            if entry.suspended.load(Ordering::Relaxed) {
+                lock(&entry.state).next_poll = None;
+                tokio::select! {
+                    _ = entry.wake.notified() => {
+                        let state = lock(&entry.state);
+                        delay = first_delay(&state.set, interval, Utc::now());
+                        continue;
+                    }
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             }
             lock(&entry.state).next_poll = chrono_duration(delay).map(|d| Utc::now() + d);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                _ = entry.wake.notified() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         return;
@@ -600,6 +897,9 @@ impl FeedManager {
                 }
             }
             lock(&entry.state).next_poll = None;
+            if entry.suspended.load(Ordering::Relaxed) || entry.retired.load(Ordering::Relaxed) {
+                continue;
+            }
 
             let result = tokio::select! {
                 result = self.poll(&name, None) => result,
@@ -625,6 +925,176 @@ impl FeedManager {
     }
 }
 
+/// Computes the set after a fetch: a full poll replaces the set, a delta
+/// adds to it; TAXII 2.1 objects replace older versions of the same id and
+/// revoked ones are removed; OTX pulses replace their earlier indicators.
+/// Returns the new set and the counts.
+fn merge(
+    config: &SourceConfig,
+    current: &SourceSet,
+    mode: PollMode,
+    fetched: Fetched,
+    now: DateTime<Utc>,
+) -> (SourceSet, PollCounts) {
+    let mut counts = fetched.outcome.counts.clone();
+    counts.blocks = fetched.blocks;
+    let mut set = current.clone();
+    if fetched.not_modified {
+        counts.unchanged = u64::try_from(set.indicators.len()).unwrap_or(u64::MAX);
+        counts.expired = expire(&mut set.indicators, config.age, now);
+        return (set, counts);
+    }
+    let previous: HashSet<(IndicatorValue, String)> = current
+        .indicators
+        .iter()
+        .map(|indicator| (indicator.value.clone(), indicator.id.clone()))
+        .collect();
+
+    let replace_whole = mode == PollMode::Full;
+    let mut merged: Vec<Indicator> = if replace_whole {
+        Vec::new()
+    } else {
+        current.indicators.clone()
+    };
+    let mut new_indicators = fetched.outcome.indicators;
+    if let Some(objects) = fetched.stix_objects {
+        if replace_whole {
+            set.versions.clear();
+        }
+        let mut replaced: HashSet<String> = HashSet::new();
+        for object in newest_versions(objects) {
+            let held = set.versions.get(&object.id).copied();
+            if let (Some(held), Some(modified)) = (held, object.modified) {
+                if modified < held {
+                    continue;
+                }
+            }
+            if let Some(modified) = object.modified {
+                set.versions.insert(object.id.clone(), modified);
+            }
+            replaced.insert(object.id.clone());
+            if !object.revoked {
+                new_indicators.extend(object.indicators);
+            }
+        }
+        let before = merged.len();
+        merged.retain(|indicator| !replaced.contains(&indicator.id));
+        let dropped = before - merged.len();
+        let returning = new_indicators
+            .iter()
+            .filter(|i| previous.contains(&(i.value.clone(), i.id.clone())))
+            .count();
+        counts.removed = u64::try_from(dropped.saturating_sub(returning)).unwrap_or(0);
+    }
+    if !fetched.replace_packages.is_empty() {
+        merged.retain(|indicator| {
+            !indicator
+                .package_id
+                .as_ref()
+                .is_some_and(|p| fetched.replace_packages.contains(p))
+        });
+    }
+    merged.extend(new_indicators);
+    let mut indicators = deduplicate(merged);
+    counts.expired = fetched.inactive + expire(&mut indicators, config.age, now);
+    for indicator in &indicators {
+        if previous.contains(&(indicator.value.clone(), indicator.id.clone())) {
+            counts.unchanged += 1;
+        } else {
+            counts.added += 1;
+        }
+    }
+    if indicators.len() > config.max_indicators {
+        let dropped = indicators.len() - config.max_indicators;
+        // The newest indicators are kept.
+        indicators.sort_by_key(|indicator| std::cmp::Reverse(indicator.first_seen));
+        indicators.truncate(config.max_indicators);
+        tracing::warn!(
+            source = %config.name,
+            dropped,
+            max_indicators = config.max_indicators,
+            "dropped the oldest indicators over max_indicators; raise max_indicators to keep them"
+        );
+    }
+    set.indicators = indicators;
+    if fetched.cursor.is_some() {
+        set.cursor = fetched.cursor;
+    }
+    if let Some(validators) = fetched.validators {
+        set.etag = validators.etag;
+        set.last_modified = validators.last_modified;
+    }
+    if fetched.content_hash.is_some() {
+        set.content_hash = fetched.content_hash;
+    }
+    (set, counts)
+}
+
+/// Builds a source's entry and its HTTP client. Fails when the client
+/// cannot be built (an unreadable CA file or client certificate, an
+/// invalid proxy).
+fn build_entry(config: SourceConfig) -> anyhow::Result<SourceEntry> {
+    let fetcher = match &config.kind {
+        SourceKind::Taxii11(taxii) => {
+            let http = HttpClient::new(taxii, config.timeout, config.max_bytes)
+                .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
+            Fetcher::Taxii11 {
+                client: Taxii11Client {
+                    http,
+                    collection: taxii.collection.clone(),
+                    https: taxii.https,
+                    max_parts: config.max_parts,
+                },
+                hostname: taxii.hostname.clone(),
+            }
+        }
+        SourceKind::File(source) => Fetcher::File(source.clone()),
+        SourceKind::Taxii21(source) => {
+            let web = WebClient::new(&source.http, config.timeout, config.max_bytes)
+                .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?;
+            Fetcher::Taxii21 {
+                client: Taxii21Client { web },
+                source: source.clone(),
+                collection_id: tokio::sync::Mutex::new(None),
+            }
+        }
+        kind => {
+            let is_url = match kind {
+                SourceKind::Otx(otx) => {
+                    matches!(otx.location, crate::config::Location::Url(_))
+                }
+                SourceKind::Text(list) | SourceKind::Misp(list) => {
+                    matches!(list.location, crate::config::Location::Url(_))
+                }
+                SourceKind::Csv(csv) => {
+                    matches!(csv.list.location, crate::config::Location::Url(_))
+                }
+                _ => false,
+            };
+            let web = match (is_url, kind.http()) {
+                (true, Some(http)) => Some(
+                    WebClient::new(http, config.timeout, config.max_bytes)
+                        .map_err(|e| anyhow::anyhow!("source {}: {e}", config.name))?,
+                ),
+                _ => None,
+            };
+            Fetcher::Web {
+                web,
+                kind: kind.clone(),
+            }
+        }
+    };
+    Ok(SourceEntry {
+        suspended: AtomicBool::new(config.suspended),
+        retired: AtomicBool::new(false),
+        wake: tokio::sync::Notify::new(),
+        config,
+        fetcher,
+        state: Mutex::new(EntryState::default()),
+        poll_lock: tokio::sync::Mutex::new(()),
+    })
+}
+
 fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
     // A panic while holding the lock leaves consistent data (every update
     // is a plain assignment), so a poisoned lock is still used.
@@ -634,7 +1104,12 @@ fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
 }
 
 fn choose_mode(entry: &SourceEntry, set: &SourceSet, requested: Option<PollMode>) -> PollMode {
-    if matches!(entry.fetcher, Fetcher::File(_)) {
+    let list_feed = match &entry.fetcher {
+        Fetcher::File(_) => true,
+        Fetcher::Web { kind, .. } => !matches!(kind, SourceKind::Otx(_)),
+        _ => false,
+    };
+    if list_feed {
         return PollMode::Full;
     }
     match requested {
@@ -648,11 +1123,9 @@ fn choose_mode(entry: &SourceEntry, set: &SourceSet, requested: Option<PollMode>
 fn status_of(entry: &SourceEntry) -> SourceStatus {
     let state = lock(&entry.state);
     let config = &entry.config;
-    let (host, collection) = match &config.kind {
-        SourceKind::Taxii11(taxii) => (taxii.hostname.clone(), Some(taxii.collection.clone())),
-        SourceKind::File(source) => (source.path.display().to_string(), None),
-    };
-    let source_state = if config.suspended {
+    let (host, collection) = config.kind.target();
+    let suspended = entry.suspended.load(Ordering::Relaxed);
+    let source_state = if suspended {
         SourceState::Suspended
     } else if state.polling {
         SourceState::Polling
@@ -663,11 +1136,11 @@ fn status_of(entry: &SourceEntry) -> SourceStatus {
     };
     SourceStatus {
         name: config.name.clone(),
-        kind: config.kind.name(),
+        kind: config.kind.name().to_string(),
         host,
         collection,
         polling_interval: config.polling_interval,
-        suspended: config.suspended,
+        suspended,
         state: source_state,
         last_attempt: state.status.last_attempt,
         last_success: state.status.last_success.or(state.set.last_success),

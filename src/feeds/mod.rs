@@ -4,11 +4,19 @@
 //! request, and persists sets and cursors through `store`. Parsers
 //! (`stix1`) are pure; `taxii11` and `http` do the network I/O.
 
+pub mod discover;
+pub mod fetchers;
 pub mod file;
 pub mod http;
+pub mod lists;
 pub mod manager;
+pub mod misp;
+pub mod otx;
 pub mod stix1;
+pub mod stix2;
 pub mod taxii11;
+pub mod taxii21;
+pub mod web;
 pub mod xml;
 
 use std::fmt;
@@ -51,8 +59,12 @@ pub struct PollCounts {
     /// Object types or conditions that ioc-milter does not match on.
     pub unsupported: u64,
     /// Indicators dropped because they are older than `age` or past their
-    /// validity.
+    /// validity (or, for OTX, inactive).
     pub expired: u64,
+    /// Indicators removed because their object was revoked or replaced by
+    /// a newer version with other values.
+    #[serde(default)]
+    pub removed: u64,
 }
 
 /// The last good state of one source; persisted in the state directory.
@@ -64,4 +76,17 @@ pub struct SourceSet {
     pub cursor: Option<DateTime<Utc>>,
     pub last_success: Option<DateTime<Utc>>,
     pub last_full_poll: Option<DateTime<Utc>>,
+    /// TAXII 2.1: the `modified` time of each STIX object held, so an older
+    /// version never replaces a newer one.
+    #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub versions: std::collections::HashMap<String, DateTime<Utc>>,
+    /// ETag of the last good response of a list feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Last-Modified of the last good response of a list feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// SHA-256 of the last good body, for the repeated-content check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! The indicator index: an immutable snapshot built from every source's
 //! indicator set and swapped in atomically.
 
+pub mod allowlist;
 mod domain;
 mod hash;
 pub mod indicator;
@@ -9,5 +10,6 @@ pub mod normalize;
 pub mod snapshot;
 mod url;
 
+pub use allowlist::{Allowlist, Suppression};
 pub use indicator::{HashValue, Indicator, IndicatorType, IndicatorValue};
-pub use snapshot::{Match, Snapshot};
+pub use snapshot::{BuildOptions, BuildReport, Match, Snapshot};

@@ -2,13 +2,21 @@
 //! these functions, so a value from a feed and the same value seen in a
 //! message compare equal.
 //!
-//! Canonical URL form: scheme and host in lowercase, the host in IDNA
-//! (punycode) form without a trailing dot, numeric IPv4 hosts (decimal, hex,
-//! octal) written as dotted quads, the default port removed, the fragment
-//! removed, `.` and `..` path segments resolved, percent-escapes of unreserved
-//! characters decoded and all other escapes in uppercase hex, and the path and
-//! query otherwise kept as they are. A URL without a scheme is read as
-//! `http://`.
+//! Canonical URL form:
+//! - scheme and host in lowercase, the host in IDNA (punycode) form without
+//!   a trailing dot;
+//! - numeric IPv4 hosts (decimal, hex, octal, and shortened forms such as
+//!   `192.2.1`) written as dotted quads, IPv6 hosts in brackets in their
+//!   RFC 5952 form;
+//! - user name and password removed, so in
+//!   `http://trusted.example@evil.example/` the host is `evil.example`;
+//! - the default port, the fragment and an empty query (`?` alone) removed;
+//! - `.` and `..` path segments resolved, percent-escapes of unreserved
+//!   characters decoded and all other escapes in uppercase hex;
+//! - the path and query otherwise kept as they are.
+//!
+//! A URL without a scheme is read as `http://`. Feeds and messages both go
+//! through [`url`], so the two sides compare equal.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -228,11 +236,19 @@ pub fn url(text: &str) -> Result<String, NormalizeError> {
             .map_err(|e| NormalizeError::new("URL", text, e.to_string()))?;
     }
     parsed.set_fragment(None);
+    // Both setters fail only for URLs that cannot have credentials, which
+    // then have none to remove.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
     let path = normalize_percent_escapes(parsed.path());
     parsed.set_path(&path);
-    if let Some(query) = parsed.query() {
-        let query = normalize_percent_escapes(query);
-        parsed.set_query(Some(&query));
+    match parsed.query() {
+        Some("") => parsed.set_query(None),
+        Some(query) => {
+            let query = normalize_percent_escapes(query);
+            parsed.set_query(Some(&query));
+        }
+        None => {}
     }
     Ok(parsed.to_string())
 }
@@ -315,8 +331,16 @@ mod tests {
             ("http://3221225985/", "http://192.0.2.1/"),
             ("http://bücher.example/", "http://xn--bcher-kva.example/"),
             (
-                "http://user@evil.example.com/",
-                "http://user@evil.example.com/",
+                "http://trusted.example@evil.example.com/",
+                "http://evil.example.com/",
+            ),
+            ("http://u:p@EVIL.example.com./", "http://evil.example.com/"),
+            ("http://0300.0000.0002.0001/", "http://192.0.2.1/"),
+            ("http://example.com/a?#top", "http://example.com/a"),
+            ("http://[2001:DB8:0::1]:8080/", "http://[2001:db8::1]:8080/"),
+            (
+                "http://xn--bcher-kva.example/",
+                "http://xn--bcher-kva.example/",
             ),
         ];
         for (input, expected) in cases {

@@ -5,11 +5,12 @@
 //! index, so a value seen by several sources costs one key and a few ids.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hash};
 
 use serde::Serialize;
 
+use super::allowlist::{is_public_suffix, Allowlist, Suppression};
 use super::domain::DomainIndex;
 use super::hash::HashIndex;
 use super::indicator::{Indicator, IndicatorType, IndicatorValue};
@@ -24,10 +25,73 @@ pub struct Match {
     pub indicator: Indicator,
 }
 
+/// Options for building a snapshot: what is left out and how domains match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Indicators this list covers are left out (see [`Allowlist`]).
+    pub allowlist: Allowlist,
+    /// Leaves out domain indicators that are public suffixes (`co.uk`,
+    /// `github.io`).
+    pub suppress_public_suffixes: bool,
+    /// Names of sources whose domain indicators match the exact host only,
+    /// not its subdomains.
+    pub exact_host_sources: BTreeSet<String>,
+}
+
+impl Default for BuildOptions {
+    /// Returns the bundled allowlist, public suffixes left out, and
+    /// subdomain matching for every source.
+    fn default() -> BuildOptions {
+        BuildOptions {
+            allowlist: Allowlist::bundled(),
+            suppress_public_suffixes: true,
+            exact_host_sources: BTreeSet::new(),
+        }
+    }
+}
+
+impl BuildOptions {
+    /// Options that keep every indicator: no allowlist, public suffixes
+    /// kept.
+    pub fn keep_all() -> BuildOptions {
+        BuildOptions {
+            allowlist: Allowlist::empty(),
+            suppress_public_suffixes: false,
+            exact_host_sources: BTreeSet::new(),
+        }
+    }
+}
+
+/// Counts of the indicators a build left out, per source name and reason.
+/// Exact repeats are counted once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BuildReport {
+    pub suppressed: BTreeMap<String, BTreeMap<Suppression, usize>>,
+}
+
+impl BuildReport {
+    /// Counts the suppressed indicators of one source, every reason
+    /// together.
+    pub fn suppressed_for(&self, source: &str) -> usize {
+        self.suppressed
+            .get(source)
+            .map_or(0, |reasons| reasons.values().sum())
+    }
+
+    /// Counts the suppressed indicators of every source.
+    pub fn suppressed_total(&self) -> usize {
+        self.suppressed
+            .values()
+            .flat_map(|reasons| reasons.values())
+            .sum()
+    }
+}
+
 /// An immutable index over the indicators of every source.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     indicators: Vec<Indicator>,
+    report: BuildReport,
     ips: IpIndex,
     domains: DomainIndex,
     urls: UrlIndex,
@@ -40,10 +104,20 @@ impl Snapshot {
         Snapshot::default()
     }
 
-    /// Builds an index from indicators. The same value from several sources
-    /// or feeds keeps every provenance. An exact repeat (same value, source,
-    /// id and package id) is stored once.
+    /// Builds an index from indicators with the default [`BuildOptions`]:
+    /// the bundled allowlist and public suffixes are left out. The same
+    /// value from several sources or feeds keeps every provenance. An exact
+    /// repeat (same value, source, id and package id) is stored once.
     pub fn build<'a>(indicators: impl IntoIterator<Item = &'a Indicator>) -> Snapshot {
+        Snapshot::build_with(indicators, &BuildOptions::default())
+    }
+
+    /// Builds an index from indicators with `options`. What was left out is
+    /// in [`Snapshot::report`].
+    pub fn build_with<'a>(
+        indicators: impl IntoIterator<Item = &'a Indicator>,
+        options: &BuildOptions,
+    ) -> Snapshot {
         let mut candidates: Vec<&'a Indicator> = indicators.into_iter().collect();
         if u32::try_from(candidates.len()).is_err() {
             tracing::warn!(
@@ -53,13 +127,33 @@ impl Snapshot {
             candidates.truncate(u32::MAX as usize);
         }
         let keep = first_occurrences(&candidates);
-        let stored: Vec<Indicator> = candidates
-            .iter()
-            .zip(keep)
-            .filter(|(_, keep)| *keep)
-            .map(|(indicator, _)| (*indicator).clone())
-            .collect();
+        let mut report = BuildReport::default();
+        let mut stored: Vec<Indicator> = Vec::with_capacity(candidates.len());
+        for (indicator, keep) in candidates.iter().zip(keep) {
+            if !keep {
+                continue;
+            }
+            match suppression(&indicator.value, options) {
+                Some(reason) => {
+                    let per_reason = match report.suppressed.get_mut(indicator.source.as_str()) {
+                        Some(per_reason) => per_reason,
+                        None => report
+                            .suppressed
+                            .entry(indicator.source.clone())
+                            .or_default(),
+                    };
+                    *per_reason.entry(reason).or_insert(0) += 1;
+                }
+                None => stored.push((*indicator).clone()),
+            }
+        }
         drop(candidates);
+        if report.suppressed_total() > 0 {
+            tracing::debug!(
+                suppressed = report.suppressed_total(),
+                "left allowlisted and public-suffix indicators out of the index"
+            );
+        }
 
         // The ids fit in u32 because of the check above.
         let numbered = || stored.iter().enumerate().map(|(id, i)| (id as u32, i));
@@ -67,8 +161,9 @@ impl Snapshot {
             IndicatorValue::Ip(net) => Some((*net, id)),
             _ => None,
         }));
+        let exact_sources = &options.exact_host_sources;
         let domains = DomainIndex::build(numbered().filter_map(|(id, i)| match &i.value {
-            IndicatorValue::Domain(d) => Some((d.as_str(), id)),
+            IndicatorValue::Domain(d) => Some((d.as_str(), id, exact_sources.contains(&i.source))),
             _ => None,
         }));
         let urls = UrlIndex::build(numbered().filter_map(|(id, i)| match &i.value {
@@ -85,6 +180,7 @@ impl Snapshot {
         }));
         Snapshot {
             indicators: stored,
+            report,
             ips,
             domains,
             urls,
@@ -95,6 +191,11 @@ impl Snapshot {
 
     pub fn len(&self) -> usize {
         self.indicators.len()
+    }
+
+    /// Returns the counts of indicators the build left out, per source.
+    pub fn report(&self) -> &BuildReport {
+        &self.report
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,6 +266,22 @@ impl Snapshot {
             }
         }
         found
+    }
+}
+
+/// Returns why `value` is left out of a snapshot built with `options`, if
+/// it is.
+fn suppression(value: &IndicatorValue, options: &BuildOptions) -> Option<Suppression> {
+    if options.allowlist.contains(value) {
+        return Some(Suppression::Allowlist);
+    }
+    match value {
+        IndicatorValue::Domain(name)
+            if options.suppress_public_suffixes && is_public_suffix(name) =>
+        {
+            Some(Suppression::PublicSuffix)
+        }
+        _ => None,
     }
 }
 

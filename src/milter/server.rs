@@ -233,6 +233,7 @@ pub async fn serve(
                 let config = config.clone();
                 let stop = stop_receiver.clone();
                 connections.spawn(async move {
+                    crate::metrics::metrics().connection_opened();
                     let result = match stream {
                         Accepted::Tcp(stream) => {
                             serve_connection(stream, judge, &config, stop, &peer).await
@@ -241,7 +242,9 @@ pub async fn serve(
                             serve_connection(stream, judge, &config, stop, &peer).await
                         }
                     };
+                    crate::metrics::metrics().connection_closed();
                     if let Err(error) = result {
+                        crate::metrics::metrics().milter_error();
                         tracing::warn!(peer, %error, "milter connection ended with an error");
                     }
                     drop(permit);

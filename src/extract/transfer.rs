@@ -1,0 +1,108 @@
+//! Transfer decodings done again from a part's raw body, where the way mail
+//! clients decode differs from mail-parser's.
+
+/// Decodes base64 as Python's `email` package and common mail clients do:
+/// characters outside the alphabet (white space, stray symbols) are
+/// skipped, missing padding is tolerated, and padding that completes a
+/// group of 4 ends the data. A last group of 1 character is dropped.
+pub(crate) fn decode_base64_lenient(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() / 4 * 3);
+    let mut group = [0u8; 4];
+    let mut filled = 0;
+    let mut pads = 0;
+    for &byte in raw {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' if filled >= 2 => {
+                pads += 1;
+                if filled + pads >= 4 {
+                    break;
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        pads = 0;
+        group[filled] = value;
+        filled += 1;
+        if filled == 4 {
+            out.push((group[0] << 2) | (group[1] >> 4));
+            out.push((group[1] << 4) | (group[2] >> 2));
+            out.push((group[2] << 6) | group[3]);
+            filled = 0;
+        }
+    }
+    if filled >= 2 {
+        out.push((group[0] << 2) | (group[1] >> 4));
+    }
+    if filled == 3 {
+        out.push((group[1] << 4) | (group[2] >> 2));
+    }
+    out
+}
+
+/// Decodes a uuencoded body (`begin 644 name`, encoded lines, `end`), as
+/// sent with `Content-Transfer-Encoding: x-uuencode`. Lines before `begin`
+/// are skipped, and a line's length character gives the number of bytes it
+/// carries. Returns `None` when there is no `begin` line.
+pub(crate) fn decode_uuencode(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut lines = raw
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    lines.find(|line| line.starts_with(b"begin "))?;
+    let mut out = Vec::new();
+    for line in lines {
+        if line == b"end" {
+            break;
+        }
+        let Some((&length, data)) = line.split_first() else {
+            continue;
+        };
+        let count = usize::from(length.wrapping_sub(b' ') & 0x3f);
+        if count == 0 {
+            continue;
+        }
+        let mut decoded = Vec::with_capacity(count + 2);
+        for group in data.chunks(4) {
+            let mut values = [0u8; 4];
+            for (slot, &byte) in values.iter_mut().zip(group) {
+                *slot = byte.wrapping_sub(b' ') & 0x3f;
+            }
+            decoded.push((values[0] << 2) | (values[1] >> 4));
+            decoded.push((values[1] << 4) | (values[2] >> 2));
+            decoded.push((values[2] << 6) | values[3]);
+        }
+        decoded.truncate(count);
+        out.extend_from_slice(&decoded);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_lenient_cases() {
+        assert_eq!(decode_base64_lenient(b"YWJjZA"), b"abcd");
+        assert_eq!(decode_base64_lenient(b"YW Jj\r\nZA=="), b"abcd");
+        assert_eq!(decode_base64_lenient(b"YQ==YQ=="), b"a");
+        assert_eq!(decode_base64_lenient(b"YW=Jj"), b"abc");
+        assert_eq!(decode_base64_lenient(b"YWJjZ"), b"abc");
+        assert_eq!(decode_base64_lenient(b"!*\x00"), b"");
+    }
+
+    #[test]
+    fn uuencode_cases() {
+        // "golden uu\n" encoded by Python's binascii.b2a_uu.
+        let body = b"begin 644 a.txt\r\n*9V]L9&5N('5U\"@``\r\n`\r\nend\r\n";
+        assert_eq!(decode_uuencode(body), Some(b"golden uu\n".to_vec()));
+        assert_eq!(decode_uuencode(b"no begin line"), None);
+        let garbage = decode_uuencode(b"begin 644 x\n\xff\xfe\nend");
+        assert_eq!(garbage.map(|bytes| bytes.len()), Some(3));
+    }
+}

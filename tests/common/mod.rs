@@ -1,0 +1,445 @@
+//! Shared helpers for the end-to-end tests against real peers.
+//!
+//! The peers are a private Postfix on 127.0.0.1:2525, whose milter hook is
+//! inet:127.0.0.1:8894, and OpenTAXII on 127.0.0.1:9000.
+//! `scripts/test-peers.sh start` starts them, and `scripts/test.sh` does that
+//! and sets the environment variables read here. Without `IOC_MILTER_E2E` every
+//! end-to-end test prints one line and returns.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Address the milter under test listens on; Postfix's `smtpd_milters` names it.
+pub const MILTER_ADDR: &str = "127.0.0.1:8894";
+/// Name of the source in every generated configuration.
+pub const SOURCE_NAME: &str = "otx-e2e";
+/// OTX-style credentials: the API key is the username, the password is ignored.
+pub const TAXII_USERNAME: &str = "otx-api-key-0001";
+
+/// Serializes the tests of one test binary: they share Postfix and port 8894.
+static PEER_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes the peer lock; a test that panicked while holding it does not
+/// block the others.
+pub fn lock_peers() -> MutexGuard<'static, ()> {
+    PEER_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Settings of the running peers, read from the environment.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    pub dir: PathBuf,
+    pub postfix_config: PathBuf,
+    pub taxii_url: String,
+    pub opentaxii_python: PathBuf,
+}
+
+impl Peers {
+    /// Returns the peers' settings, or `None` (after printing why the test
+    /// skips) when `IOC_MILTER_E2E` is unset.
+    pub fn from_env(test: &str) -> Option<Peers> {
+        if std::env::var_os("IOC_MILTER_E2E").is_none() {
+            println!("{test}: skipped, IOC_MILTER_E2E is not set (run scripts/test.sh)");
+            return None;
+        }
+        let dir = PathBuf::from(
+            std::env::var("IOC_MILTER_PEERS_DIR").unwrap_or("/tmp/ioc-milter-peers".into()),
+        );
+        let postfix_config = std::env::var("IOC_MILTER_POSTFIX_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| dir.join("postfix/etc"));
+        let taxii_url =
+            std::env::var("IOC_MILTER_TAXII11_URL").unwrap_or("http://127.0.0.1:9000".into());
+        let opentaxii_python = std::env::var("IOC_MILTER_OPENTAXII_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| dir.join("venv/bin/python"));
+        Some(Peers {
+            dir,
+            postfix_config,
+            taxii_url,
+            opentaxii_python,
+        })
+    }
+
+    /// Returns the Maildir `new/` folder where Postfix delivers every test.example recipient.
+    pub fn maildir_new(&self) -> PathBuf {
+        self.dir.join("postfix/mail/Maildir/new")
+    }
+
+    pub fn maillog(&self) -> PathBuf {
+        self.dir.join("postfix/log/maillog")
+    }
+
+    /// Loads STIX files into an OpenTAXII collection (created when missing).
+    /// Each entry is `PATH` or `PATH@DAYS_AGO`, as `tests/tools/opentaxii_load.py` takes them.
+    pub fn load_collection(&self, collection: &str, files: &[String]) {
+        let tools = repo_path("tests/tools");
+        let output = Command::new(&self.opentaxii_python)
+            .arg(tools.join("opentaxii_load.py"))
+            .arg(collection)
+            .args(files)
+            .env("OPENTAXII_CONFIG", self.dir.join("opentaxii/opentaxii.yml"))
+            .env("PYTHONPATH", &tools)
+            .output()
+            .expect("run opentaxii_load.py with the OpenTAXII venv's python");
+        assert!(
+            output.status.success(),
+            "opentaxii_load.py {collection} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Sends one message through Postfix with swaks; `args` are added to
+    /// the server, port and recipient options.
+    pub fn swaks(&self, args: &[&str]) -> SwaksResult {
+        let output = Command::new("swaks")
+            .args(["--server", "127.0.0.1", "--port", "2525"])
+            .args(["--to", "someone@test.example", "--timeout", "30"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swaks (installed by scripts/test-peers.sh install)");
+        SwaksResult::from_output(&output)
+    }
+
+    /// Lists `postqueue -p` for the private instance.
+    pub fn postqueue(&self) -> String {
+        let output = Command::new("postqueue")
+            .arg("-c")
+            .arg(&self.postfix_config)
+            .arg("-p")
+            .output()
+            .expect("run postqueue");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Deletes every message in the hold queue.
+    pub fn clear_hold_queue(&self) {
+        let status = Command::new("postsuper")
+            .arg("-c")
+            .arg(&self.postfix_config)
+            .args(["-d", "ALL", "hold"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run postsuper");
+        assert!(status.success(), "postsuper -d ALL hold failed");
+    }
+
+    /// Waits (at most 15 s) for a delivered Maildir file whose text contains
+    /// `needle`, and returns its text.
+    pub fn wait_for_delivery(&self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(entries) = fs::read_dir(self.maildir_new()) {
+                for entry in entries.flatten() {
+                    if let Ok(text) = fs::read_to_string(entry.path()) {
+                        if text.contains(needle) {
+                            return Some(text);
+                        }
+                    }
+                }
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    /// Returns the queue id that the Postfix log gives to the line containing `needle`.
+    pub fn maillog_queue_id(&self, needle: &str) -> Option<String> {
+        let text = fs::read_to_string(self.maillog()).ok()?;
+        let line = text.lines().rev().find(|line| line.contains(needle))?;
+        // "<time> <host> postfix/smtpd[pid]: <QUEUE ID>: milter-reject: ..."
+        let after_pid = line.split("]: ").nth(1)?;
+        let id = after_pid.split(':').next()?;
+        let is_queue_id = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric());
+        is_queue_id.then(|| id.to_string())
+    }
+}
+
+/// What swaks printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct SwaksResult {
+    pub success: bool,
+    pub transcript: String,
+}
+
+impl SwaksResult {
+    fn from_output(output: &Output) -> SwaksResult {
+        let mut transcript = String::from_utf8_lossy(&output.stdout).into_owned();
+        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+        SwaksResult {
+            success: output.status.success(),
+            transcript,
+        }
+    }
+
+    /// Returns the queue id from Postfix's `250 2.0.0 Ok: queued as ID` reply.
+    pub fn queue_id(&self) -> Option<String> {
+        let rest = self.transcript.split("queued as ").nth(1)?;
+        let id: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// Returns the first server reply (a swaks line `<-`, `<~` or `<**`) that starts with `code`.
+    pub fn reply_with_code(&self, code: &str) -> Option<String> {
+        self.transcript.lines().find_map(|line| {
+            let line = line.trim_start();
+            let reply = line
+                .strip_prefix("<**")
+                .or_else(|| line.strip_prefix("<~"))
+                .or_else(|| line.strip_prefix("<-"))?
+                .trim_start();
+            reply.starts_with(code).then(|| reply.to_string())
+        })
+    }
+
+    /// Returns the reference id from a reject reply `... (reference XXXX)`.
+    pub fn reference(&self) -> Option<String> {
+        let rest = self.transcript.split("(reference ").nth(1)?;
+        let id: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        (!id.is_empty()).then_some(id)
+    }
+}
+
+/// Returns `relative` joined to the repository root (where Cargo.toml is).
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The policy of a generated configuration, one action per observable type.
+pub struct Policy<'a> {
+    pub ip: &'a str,
+    pub domain: &'a str,
+    pub url: &'a str,
+    pub hash: &'a str,
+    pub email: &'a str,
+}
+
+/// The policy that shows every action: reject, quarantine and tag.
+pub const MIXED_POLICY: Policy<'static> = Policy {
+    ip: "reject",
+    domain: "quarantine",
+    url: "tag",
+    hash: "reject",
+    email: "tag",
+};
+
+/// Writes `ioc-milter.toml` in `dir` with one taxii11 source that polls
+/// `collection` on the local OpenTAXII; state and match log go under `dir`.
+pub fn write_config(dir: &Path, collection: &str, policy: &Policy) -> PathBuf {
+    let config = format!(
+        r#"[milter]
+listen = "inet:{MILTER_ADDR}"
+
+[state]
+directory = "{state}"
+
+[match_log]
+path = "{match_log}"
+
+[policy]
+default = "accept"
+ip = "{ip}"
+domain = "{domain}"
+url = "{url}"
+hash = "{hash}"
+email = "{email}"
+
+[[source]]
+name = "{SOURCE_NAME}"
+kind = "taxii11"
+hostname = "127.0.0.1"
+port = 9000
+https = false
+polling_path = "/taxii/poll"
+collection = "{collection}"
+polling_interval = "1h"
+age = "30d"
+username = "{TAXII_USERNAME}"
+password = "any-password"
+"#,
+        state = dir.join("state").display(),
+        match_log = dir.join("matches.jsonl").display(),
+        ip = policy.ip,
+        domain = policy.domain,
+        url = policy.url,
+        hash = policy.hash,
+        email = policy.email,
+    );
+    let path = dir.join("ioc-milter.toml");
+    fs::write(&path, config).expect("write the test configuration");
+    path
+}
+
+/// Runs `ioc-milter --config CONFIG ARGS...` to completion.
+pub fn ioc_milter(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the ioc-milter binary")
+}
+
+/// Parses output that contains one JSON value per line, or one JSON array.
+pub fn json_values(stdout: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(stdout);
+    if let Ok(Value::Array(values)) = serde_json::from_str::<Value>(&text) {
+        return values;
+    }
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("invalid JSON line {line:?}: {e}"))
+        })
+        .collect()
+}
+
+/// Reads the JSON-lines match log; a missing file is an empty log.
+pub fn read_match_log(path: &Path) -> Vec<Value> {
+    match fs::read(path) {
+        Ok(bytes) => json_values(&bytes),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Returns true when something accepts TCP connections on `addr`.
+pub fn port_open(addr: &str) -> bool {
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        return false;
+    };
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// A running `ioc-milter run`; dropping it stops the process by its pid
+/// (SIGTERM, then SIGKILL after 10 s).
+pub struct Daemon {
+    child: Child,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Daemon {
+    /// Starts `ioc-milter --config CONFIG run` and waits (at most 30 s) until
+    /// the milter port accepts connections.
+    pub fn start(config: &Path) -> Daemon {
+        assert!(
+            !port_open(MILTER_ADDR),
+            "{MILTER_ADDR} is already in use: stop the process listening there"
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ioc-milter run");
+        let stderr = child.stderr.take().map(collect_stderr);
+        let mut daemon = Daemon { child, stderr };
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !port_open(MILTER_ADDR) {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "ioc-milter run exited with {status} before listening:\n{}",
+                    daemon.stop()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ioc-milter run did not listen on {MILTER_ADDR} within 30 s:\n{}",
+                    daemon.stop()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the daemon and returns what it wrote to stderr.
+    pub fn stop(&mut self) -> String {
+        if let Ok(None) = self.child.try_wait() {
+            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: kill(2) with a pid of our own child and a valid signal.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.wait();
+        }
+        self.stderr
+            .take()
+            .and_then(|handle| handle.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let log = self.stop();
+        if thread::panicking() {
+            eprintln!("ioc-milter run stderr:\n{log}");
+        }
+    }
+}
+
+fn collect_stderr(stderr: ChildStderr) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            text.push_str(&line);
+            line.clear();
+        }
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        text.push_str(&rest);
+        text
+    })
+}
+
+/// Returns the string field `key` of a JSON object, or "" when absent.
+pub fn field<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Returns the integer field `key` of a JSON object, or -1 when absent.
+pub fn count(value: &Value, key: &str) -> i64 {
+    value.get(key).and_then(Value::as_i64).unwrap_or(-1)
+}

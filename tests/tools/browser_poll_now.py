@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Press Poll Now on the ioc-milter status page in headless Chromium.
+
+Usage: browser_poll_now.py URL SOURCE
+
+Loads URL, reads the "Last poll" cell of SOURCE's row, presses that row's
+Poll Now button, waits for the page to load again and reads the cell again.
+Prints one JSON object: {"before": ..., "after": ..., "title": ...}.
+Uses Debian's chromium and chromedriver (/usr/bin/chromedriver), so nothing
+is downloaded at run time.
+"""
+import json
+import sys
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+def main():
+    url, source = sys.argv[1], sys.argv[2]
+    profile = tempfile.mkdtemp(prefix="ioc-milter-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--user-data-dir=" + profile,
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(url)
+        row = '//tr[@data-source="%s"]' % source
+        before = driver.find_element(By.XPATH, row + '/td[@class="last-poll"]').text
+        button = driver.find_element(By.XPATH, row + '//button[@class="poll-now"]')
+        button.click()
+        WebDriverWait(driver, 60).until(expected_conditions.staleness_of(button))
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.XPATH, row + '/td[@class="last-poll"]')
+        )
+        after = driver.find_element(By.XPATH, row + '/td[@class="last-poll"]').text
+        print(json.dumps({"before": before, "after": after, "title": driver.title}))
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main()
