@@ -41,6 +41,7 @@ fn base_set(size: usize) -> SourceSet {
         cursor: None,
         last_success: Some(Utc::now()),
         last_full_poll: None,
+        ..SourceSet::default()
     }
 }
 
@@ -229,6 +230,7 @@ fn small_set(source: &str, domain: &str) -> SourceSet {
         cursor: Some(Utc::now()),
         last_success: Some(Utc::now()),
         last_full_poll: Some(Utc::now()),
+        ..SourceSet::default()
     }
 }
 

@@ -202,6 +202,11 @@ pub fn extract_message(data: &[u8]) {
         max_parts: 20,
         max_urls: 50,
         max_nesting: 3,
+        max_archive_members: 20,
+        max_archive_member_bytes: 256 * 1024,
+        max_archive_bytes: 1024 * 1024,
+        max_archive_depth: 2,
+        ..Limits::default()
     };
     let _ = extract::from_message(data, &limits);
 }
