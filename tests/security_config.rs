@@ -95,6 +95,26 @@ fn readable_username_warns() {
 }
 
 #[test]
+fn readable_api_key_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path())
+        + &format!(
+            "\n[[source]]\nname = \"otx_api\"\nkind = \"otx\"\nurl = \"http://127.0.0.1:9/otx\"\napi_key = \"{SECRET}\"\n"
+        );
+    let path = write_config(dir.path(), &text, 0o644);
+
+    let config = ioc_milter::config::load(&path).unwrap();
+    let warnings = permission_warnings(&config);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].contains("source[otx_api].api_key"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!warnings[0].contains(SECRET));
+}
+
+#[test]
 fn group_readable_password_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let text = base_toml(dir.path())

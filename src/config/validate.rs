@@ -64,27 +64,35 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Returns a warning when the file at `path` contains a secret and other
-/// users may read it. An inline `password` is a secret, and so is
-/// `username`, because AlienVault OTX takes the API key as the user name.
+/// users may read it. An inline `password` or `api_key` is a secret, and so
+/// is `username`, because AlienVault OTX takes the API key as the user name.
 fn readable_secret_warning(path: &Path, config: &Config) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
 
-    let secret_keys: Vec<String> = config
-        .sources
-        .iter()
-        .flat_map(|source| {
-            let mut keys = Vec::new();
-            if let SourceKind::Taxii11(taxii) = &source.kind {
-                if taxii.username.is_some() {
-                    keys.push(format!("source[{}].username", source.name));
-                }
-                if matches!(taxii.password, Some(Secret::Inline(_))) {
-                    keys.push(format!("source[{}].password", source.name));
-                }
-            }
-            keys
-        })
-        .collect();
+    let mut secret_keys = Vec::new();
+    for source in &config.sources {
+        let (username, password, api_key) = match &source.kind {
+            SourceKind::Taxii11(taxii) => (&taxii.username, &taxii.password, None),
+            SourceKind::Taxii21(super::Taxii21Source { http, .. })
+            | SourceKind::Otx(super::OtxSource { http, .. })
+            | SourceKind::Text(super::ListSource { http, .. })
+            | SourceKind::Misp(super::ListSource { http, .. })
+            | SourceKind::Csv(super::CsvSource {
+                list: super::ListSource { http, .. },
+                ..
+            }) => (&http.username, &http.password, http.api_key.as_ref()),
+            SourceKind::File(_) => continue,
+        };
+        if username.is_some() {
+            secret_keys.push(format!("source[{}].username", source.name));
+        }
+        if matches!(password, Some(Secret::Inline(_))) {
+            secret_keys.push(format!("source[{}].password", source.name));
+        }
+        if api_key.is_some_and(|key| matches!(key.secret, Secret::Inline(_))) {
+            secret_keys.push(format!("source[{}].api_key", source.name));
+        }
+    }
     if secret_keys.is_empty() {
         return None;
     }
