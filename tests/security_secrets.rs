@@ -2,8 +2,9 @@
 //! `poll` commands and a running daemon are run against a configuration
 //! whose TAXII sources carry made-up secrets in `password`,
 //! `password_file` and `password_env`, with a loopback HTTP server that
-//! responds with 401 and 500. Every line they print must be free of each
-//! secret and of the Basic authorization value built from it.
+//! responds with 401 and 500. Every line they print, and the daemon's
+//! status page, metrics and JSON API, must be free of each secret and of
+//! the Basic authorization value built from it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -248,6 +249,16 @@ fn daemon_log_never_holds_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server();
     let config = write_config(dir.path(), server.port);
+    // The status page and metrics listen on a free loopback port, found by
+    // binding port 0 and releasing it.
+    let web_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{web_port}\"\n"));
+    std::fs::write(&config, text).unwrap();
 
     let mut child = Command::new(BINARY)
         .arg("--config")
@@ -288,6 +299,12 @@ fn daemon_log_never_holds_secrets() {
             log.push('\n');
         }
     }
+    let mut pages = String::new();
+    for path in ["/", "/metrics", "/api/sources", "/api/matches"] {
+        let page = http_get(web_port, path);
+        assert!(page.starts_with("HTTP/1.1 200"), "{path}: {page}");
+        pages.push_str(&page);
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
@@ -299,6 +316,22 @@ fn daemon_log_never_holds_secrets() {
     assert!(log.contains("401"), "{log}");
     assert!(log.contains("500"), "{log}");
     assert_clean("daemon log", &log);
+    assert!(pages.contains("401"), "{pages}");
+    assert_clean("status page and metrics", &pages);
+}
+
+/// Sends a GET request to the daemon's web listener on loopback and
+/// returns the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    String::from_utf8_lossy(&response).to_string()
 }
 
 /// AlienVault OTX takes the API key as the user name, so the user name is
