@@ -1,10 +1,10 @@
-//! Planted secrets never reach output: the `check-config`, `sources` and
-//! `poll` commands and a running daemon are run against a configuration
-//! whose TAXII sources carry made-up secrets in `password`,
-//! `password_file` and `password_env`, with a loopback HTTP server that
-//! responds with 401 and 500. Every line they print, and the daemon's
-//! status page, metrics and JSON API, must be free of each secret and of
-//! the Basic authorization value built from it.
+//! Planted secrets never reach output. The tests run the `check-config`,
+//! `sources` and `poll` commands and a daemon against a configuration whose
+//! TAXII sources carry made-up secrets in `password`, `password_file` and
+//! `password_env`. A loopback HTTP server responds with 401 and 500. Every
+//! line the commands print, and the daemon's status page, metrics and JSON
+//! API, must be free of each secret and of the Basic authorization value
+//! built from it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
