@@ -79,3 +79,8 @@ fn stix1_idref_loop_bounded() {
     assert!(outcome.counts.unsupported > 0);
     assert_eq!(outcome.counts.observables, 0);
 }
+
+#[test]
+fn stix2_inputs() {
+    run_inputs("stix2", harness::stix2);
+}

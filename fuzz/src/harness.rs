@@ -210,3 +210,13 @@ pub fn extract_message(data: &[u8]) {
     };
     let _ = extract::from_message(data, &limits);
 }
+
+/// Parses `data` as a STIX 2.1 pattern and as a STIX 2.1 JSON document
+/// when it is UTF-8.
+pub fn stix2(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = ioc_milter::feeds::stix2::parse_pattern(text);
+    let _ = ioc_milter::feeds::stix2::parse_document(text, "fuzz");
+}
