@@ -56,7 +56,56 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, path, &base)
+    let mut config = parse(&text, path, &base)?;
+    if let Some(warning) = readable_secret_warning(path, &config) {
+        config.warnings.push(warning);
+    }
+    Ok(config)
+}
+
+/// Returns a warning when the file at `path` contains a secret and other
+/// users may read it. An inline `password` or `api_key` is a secret, and so
+/// is `username`, because AlienVault OTX takes the API key as the user name.
+fn readable_secret_warning(path: &Path, config: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut secret_keys = Vec::new();
+    for source in &config.sources {
+        let (username, password, api_key) = match &source.kind {
+            SourceKind::Taxii11(taxii) => (&taxii.username, &taxii.password, None),
+            SourceKind::Taxii21(super::Taxii21Source { http, .. })
+            | SourceKind::Otx(super::OtxSource { http, .. })
+            | SourceKind::Text(super::ListSource { http, .. })
+            | SourceKind::Misp(super::ListSource { http, .. })
+            | SourceKind::Csv(super::CsvSource {
+                list: super::ListSource { http, .. },
+                ..
+            }) => (&http.username, &http.password, http.api_key.as_ref()),
+            SourceKind::File(_) => continue,
+        };
+        if username.is_some() {
+            secret_keys.push(format!("source[{}].username", source.name));
+        }
+        if matches!(password, Some(Secret::Inline(_))) {
+            secret_keys.push(format!("source[{}].password", source.name));
+        }
+        if api_key.is_some_and(|key| matches!(key.secret, Secret::Inline(_))) {
+            secret_keys.push(format!("source[{}].api_key", source.name));
+        }
+    }
+    if secret_keys.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o004 == 0 {
+        return None;
+    }
+    Some(format!(
+        "{}: the file contains secrets ({}) and other users can read it (mode {mode:04o}); run chmod 640 {} so only its owner and group can",
+        path.display(),
+        secret_keys.join(", "),
+        path.display()
+    ))
 }
 
 /// Validates configuration text. `file` names it in errors; relative paths

@@ -18,7 +18,9 @@ pub enum HttpError {
     Proxy { proxy: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
-    #[error("cannot read the password of user {username:?}: {reason}")]
+    /// The message leaves out `username`, because AlienVault OTX takes the
+    /// API key as the user name.
+    #[error("cannot read the feed password: {reason}")]
     Password { username: String, reason: String },
     #[error("request to {url} timed out after {timeout:?}")]
     Timeout { url: String, timeout: Duration },

@@ -157,7 +157,21 @@ struct PackageWalk<'a> {
     /// Observable ids already used by an indicator.
     used: HashSet<String>,
     outcome: ParseOutcome,
+    /// Number of `idref` references enclosing the observable being walked.
+    following: usize,
+    /// Observables walked inside `idref` references, and the maximum. A
+    /// composition may refer to one observable many times, and that one to
+    /// others, so without a budget a small document could make the walk
+    /// exponential.
+    idref_visits: usize,
+    idref_budget: usize,
 }
+
+/// Observable visits allowed inside `idref` references per package: this
+/// base plus [`IDREF_VISITS_PER_OBSERVABLE`] for each observable with an id,
+/// so a package that refers to each observable a few times is never cut.
+const IDREF_VISITS_BASE: usize = 10_000;
+const IDREF_VISITS_PER_OBSERVABLE: usize = 16;
 
 fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
     let package_id = package.attr("id").map(str::to_string);
@@ -171,6 +185,9 @@ fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
         observables: HashMap::new(),
         used: HashSet::new(),
         outcome: ParseOutcome::default(),
+        following: 0,
+        idref_visits: 0,
+        idref_budget: 0,
     };
     if let Some(observables) = package.child("Observables") {
         for observable in observables.children_named("Observable") {
@@ -179,6 +196,9 @@ fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
             }
         }
     }
+    walk.idref_budget = IDREF_VISITS_PER_OBSERVABLE
+        .saturating_mul(walk.observables.len())
+        .saturating_add(IDREF_VISITS_BASE);
 
     if let Some(indicators) = package.child("Indicators") {
         for indicator in indicators.children_named("Indicator") {
@@ -271,6 +291,19 @@ impl<'a> PackageWalk<'a> {
             self.outcome.counts.unsupported += 1;
             return;
         }
+        if self.following > 0 {
+            self.idref_visits += 1;
+            if self.idref_visits > self.idref_budget {
+                if self.idref_visits == self.idref_budget + 1 {
+                    tracing::warn!(
+                        budget = self.idref_budget,
+                        "a STIX package refers to its observables too many times through idref; the rest of its references are skipped"
+                    );
+                }
+                self.outcome.counts.unsupported += 1;
+                return;
+            }
+        }
         if let Some(id) = observable.attr("id") {
             self.used.insert(id.to_string());
         }
@@ -298,7 +331,9 @@ impl<'a> PackageWalk<'a> {
                 // A target that refers to itself would loop, so a
                 // self-reference is skipped.
                 if target.attr("idref") != Some(idref) {
+                    self.following += 1;
                     self.observable(target, provenance, depth + 1);
+                    self.following -= 1;
                     return;
                 }
             }

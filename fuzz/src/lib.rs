@@ -1,0 +1,3 @@
+//! Fuzz targets of ioc-milter; see `fuzz/README.md`.
+
+pub mod harness;

@@ -1,0 +1,307 @@
+//! Security of the installed files: the configuration file permission
+//! warning, the unix milter socket mode set by the daemon, and the systemd
+//! unit's user and hardening options.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ioc-milter");
+const UNIT: &str = include_str!("../config/ioc-milter.service");
+const SECRET: &str = "planted-config-Secret-c41d";
+
+fn base_toml(dir: &Path) -> String {
+    format!(
+        r#"
+[milter]
+listen = "unix:{dir}/milter.sock"
+
+[state]
+directory = "{dir}/state"
+
+[match_log]
+path = "{dir}/matches.jsonl"
+"#,
+        dir = dir.display()
+    )
+}
+
+fn taxii_source(secret_lines: &str) -> String {
+    format!(
+        r#"
+[[source]]
+name = "otx"
+kind = "taxii11"
+hostname = "127.0.0.1"
+port = 9
+https = false
+collection = "user_example"
+{secret_lines}
+"#
+    )
+}
+
+/// Writes `text` as the configuration with file mode `mode`.
+fn write_config(dir: &Path, text: &str, mode: u32) -> PathBuf {
+    let path = dir.join("ioc-milter.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn permission_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
+    config
+        .warnings
+        .iter()
+        .filter(|warning| warning.contains("chmod 640"))
+        .collect()
+}
+
+#[test]
+fn readable_password_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path())
+        + &taxii_source(&format!("username = \"reader\"\npassword = \"{SECRET}\""));
+    let path = write_config(dir.path(), &text, 0o644);
+
+    let config = ioc_milter::config::load(&path).unwrap();
+    let warnings = permission_warnings(&config);
+    assert_eq!(warnings.len(), 1);
+    let warning = warnings[0];
+    assert!(warning.contains(&path.display().to_string()), "{warning}");
+    assert!(warning.contains("source[otx].password"), "{warning}");
+    assert!(warning.contains("mode 0644"), "{warning}");
+    assert!(!warning.contains(SECRET), "{warning}");
+}
+
+#[test]
+fn readable_username_warns() {
+    // AlienVault OTX takes the API key as the user name.
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path())
+        + &taxii_source(&format!(
+            "username = \"{SECRET}\"\npassword_env = \"OTX_PASSWORD\""
+        ));
+    let path = write_config(dir.path(), &text, 0o604);
+
+    let config = ioc_milter::config::load(&path).unwrap();
+    let warnings = permission_warnings(&config);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("source[otx].username"));
+    assert!(!warnings[0].contains("source[otx].password"));
+    assert!(!warnings[0].contains(SECRET));
+}
+
+#[test]
+fn readable_api_key_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path())
+        + &format!(
+            "\n[[source]]\nname = \"otx_api\"\nkind = \"otx\"\nurl = \"http://127.0.0.1:9/otx\"\napi_key = \"{SECRET}\"\n"
+        );
+    let path = write_config(dir.path(), &text, 0o644);
+
+    let config = ioc_milter::config::load(&path).unwrap();
+    let warnings = permission_warnings(&config);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].contains("source[otx_api].api_key"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!warnings[0].contains(SECRET));
+}
+
+#[test]
+fn group_readable_password_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path())
+        + &taxii_source(&format!("username = \"reader\"\npassword = \"{SECRET}\""));
+    for mode in [0o600, 0o640, 0o660] {
+        let path = write_config(dir.path(), &text, mode);
+        let config = ioc_milter::config::load(&path).unwrap();
+        assert_eq!(permission_warnings(&config).len(), 0, "mode {mode:o}");
+    }
+}
+
+#[test]
+fn readable_without_secret_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path()) + &taxii_source("");
+    let path = write_config(dir.path(), &text, 0o644);
+    let config = ioc_milter::config::load(&path).unwrap();
+    assert_eq!(permission_warnings(&config).len(), 0);
+}
+
+#[test]
+fn check_config_prints_permission_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path())
+        + &taxii_source(&format!("username = \"reader\"\npassword = \"{SECRET}\""));
+    let path = write_config(dir.path(), &text, 0o644);
+
+    let output = Command::new(BINARY)
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("chmod 640"), "{stdout}");
+    assert!(!stdout.contains(SECRET), "{stdout}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}
+
+/// Runs the daemon until its unix socket exists (at most 20 seconds) and
+/// returns the socket's permission bits.
+fn daemon_socket_mode(socket_mode_line: &str) -> u32 {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let text = base_toml(dir.path()).replace("[state]", &format!("{socket_mode_line}\n\n[state]"));
+    let path = write_config(dir.path(), &text, 0o600);
+
+    let mut child = Command::new(BINARY)
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut mode = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(metadata) = std::fs::metadata(&socket) {
+            if metadata.file_type().is_socket() {
+                mode = Some(metadata.permissions().mode() & 0o777);
+                break;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let stderr = BufReader::new(child.stderr.take().unwrap())
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!("the daemon exited with {status}: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    mode.expect("the daemon created no unix socket within 20 seconds")
+}
+
+#[test]
+fn daemon_socket_default_mode() {
+    assert_eq!(daemon_socket_mode(""), 0o660);
+}
+
+#[test]
+fn daemon_socket_configured_mode() {
+    assert_eq!(daemon_socket_mode("socket_mode = \"0600\""), 0o600);
+}
+
+/// Values of `key=` lines in the unit's `[Service]` section.
+fn unit_values(key: &str) -> Vec<String> {
+    let prefix = format!("{key}=");
+    UNIT.lines()
+        .filter_map(|line| line.trim().strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn unit_runs_unprivileged() {
+    let user = unit_values("User");
+    assert_eq!(user, vec!["ioc-milter".to_string()]);
+    let group = unit_values("Group");
+    assert_eq!(group, vec!["ioc-milter".to_string()]);
+    // An empty bounding set drops every capability.
+    assert_eq!(unit_values("CapabilityBoundingSet"), vec![String::new()]);
+}
+
+#[test]
+fn unit_has_hardening_options() {
+    for (key, value) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ] {
+        assert_eq!(unit_values(key), vec![value.to_string()], "{key}");
+    }
+}
+
+/// Writes the unit with its program paths pointing at the test build, so
+/// `systemd-analyze` finds an executable.
+fn unit_for_analysis(dir: &Path) -> PathBuf {
+    let path = dir.join("ioc-milter.service");
+    std::fs::write(&path, UNIT.replace("/usr/local/sbin/ioc-milter", BINARY)).unwrap();
+    path
+}
+
+#[test]
+fn unit_passes_systemd_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_analysis(dir.path());
+    let output = match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => {
+            println!("skipping unit_passes_systemd_verify: cannot run systemd-analyze: {error}");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn unit_exposure_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_analysis(dir.path());
+    // `--offline` reads the unit file without a running systemd (systemd
+    // 250 and later).
+    let output = match Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+    {
+        Ok(output) if output.status.success() => output,
+        Ok(output) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            println!("skipping unit_exposure_ok: systemd-analyze security failed: {stderr}");
+            return;
+        }
+        Err(error) => {
+            println!("skipping unit_exposure_ok: cannot run systemd-analyze: {error}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let overall = stdout
+        .lines()
+        .find(|line| line.contains("Overall exposure level"))
+        .unwrap_or_default();
+    // systemd rates 0 to 10, lower is safer. It names the levels OK,
+    // MEDIUM, EXPOSED and UNSAFE.
+    assert!(overall.contains(" OK"), "{overall}");
+}
