@@ -58,6 +58,7 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
+        remove_stale_temporaries(&dir);
         Ok(Store { dir })
     }
 
@@ -170,5 +171,61 @@ mod tests {
     fn stem_escapes_separators() {
         assert_eq!(file_stem("otx"), "otx");
         assert_eq!(file_stem("../x y"), "%2E%2E%2Fx%20y");
+    }
+}
+
+/// Removes temporary files left by a save that was killed before its rename
+/// (`NAME.json.tmpPID`), unless process PID still runs: it may be saving now.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let Some((_, pid)) = name.rsplit_once(".json.tmp") else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<libc::pid_t>() else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+        if alive {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::info!(file = %entry.path().display(), "removed a temporary file left by an interrupted save")
+            }
+            Err(error) => {
+                tracing::warn!(file = %entry.path().display(), %error, "cannot remove a temporary file left by an interrupted save")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod stale_temporary_tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporary_removed_live_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has pid i32::MAX; this process is alive.
+        let stale = dir.path().join(format!("otx.set.json.tmp{}", i32::MAX));
+        let live = dir
+            .path()
+            .join(format!("otx.set.json.tmp{}", std::process::id()));
+        let unrelated = dir.path().join("notes.txt");
+        for path in [&stale, &live, &unrelated] {
+            fs::write(path, b"partial").unwrap();
+        }
+        Store::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists());
+        assert!(unrelated.exists());
     }
 }

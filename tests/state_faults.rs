@@ -190,8 +190,7 @@ fn killed_writer_leaves_whole_set() {
 
     // Each temporary file is a kill that landed inside a save, before its
     // rename. They are never loaded (see `leftover_temporary_ignored`).
-    // NOTE: the store does not remove them, so every crash mid-save leaves
-    // one set-sized file in the state directory.
+    // `Store::open` removes them once their writer is gone.
     let temporaries = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|entry| {
