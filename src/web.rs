@@ -3,8 +3,8 @@
 //! JSON at `/api/sources` and `/api/matches`.
 //!
 //! State-changing requests are POST forms that must carry the page's random
-//! token and, when the browser sends an `Origin` header, come from the same
-//! host; a page on another site can neither read the token nor pass the
+//! token. When the browser sends an `Origin` header, it must name the same
+//! host, so a page on another site can neither read the token nor pass the
 //! origin check. The page uses no external assets.
 
 use std::fmt::Write as _;
@@ -26,7 +26,7 @@ use crate::metrics::{escape, metrics};
 /// Time a Poll Now request waits for the poll before the page is shown.
 const POLL_NOW_WAIT: Duration = Duration::from_secs(120);
 
-/// What the handlers share.
+/// State shared by the handlers.
 pub struct WebState {
     pub engine: Arc<Engine>,
     pub feeds: Arc<FeedManager>,
