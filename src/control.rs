@@ -150,6 +150,12 @@ async fn answer(feeds: &FeedManager, request: Request) -> Result<Value, String> 
     let to_value = |value: Result<Value, serde_json::Error>| value.map_err(|e| e.to_string());
     match request.command.as_str() {
         "sources" => to_value(serde_json::to_value(feeds.statuses())),
+        "progress" => {
+            let name = source()?;
+            to_value(serde_json::to_value(crate::feeds::manager::poll_progress(
+                &name,
+            )))
+        }
         "poll" => {
             let name = source()?;
             let mode = request.full.then_some(PollMode::Full);

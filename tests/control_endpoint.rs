@@ -319,3 +319,15 @@ fn sighup_reloads_sources() {
     let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["list", "extra"]);
 }
+
+#[tokio::test]
+async fn progress_null_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_feeds, path, _stop) = start(dir.path()).await;
+    let value = control::request(&path, &request("progress", Some("list")), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(value, serde_json::Value::Null);
+    let missing = control::request(&path, &request("progress", None), WAIT).await;
+    assert!(missing.is_err(), "{missing:?}");
+}

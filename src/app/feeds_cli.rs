@@ -2,6 +2,7 @@
 //! `poll` and `sources` through the running daemon's control endpoint
 //! (falling back to the state directory when no daemon responds).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -120,7 +121,14 @@ pub async fn poll(config: &Config, args: PollArgs) -> Result<ExitCode> {
             full: args.full,
         };
         let path = control::socket_path(&config.state.directory);
-        match control::request(&path, &request, control::POLL_WAIT).await {
+        let bar = (!args.json && std::io::stderr().is_terminal())
+            .then(|| tokio::spawn(show_daemon_progress(path.clone(), name.clone())));
+        let result = control::request(&path, &request, control::POLL_WAIT).await;
+        if let Some(bar) = bar {
+            bar.abort();
+            eprint!("\r\x1b[K");
+        }
+        match result {
             Ok(value) => {
                 let report: PollReport =
                     serde_json::from_value(value).context("invalid poll report from the daemon")?;
@@ -144,6 +152,28 @@ pub async fn poll(config: &Config, args: PollArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Draws a progress bar while the daemon polls `source`, asking its control
+/// endpoint for the progress on a second connection.
+async fn show_daemon_progress(path: std::path::PathBuf, source: String) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        ticker.tick().await;
+        let request = Request {
+            command: "progress".into(),
+            source: Some(source.clone()),
+            full: false,
+        };
+        let Ok(value) = control::request(&path, &request, Duration::from_secs(2)).await else {
+            continue;
+        };
+        if let Ok(Some(progress)) =
+            serde_json::from_value::<Option<crate::feeds::manager::PollProgress>>(value)
+        {
+            sources::draw_progress(&source, &progress);
+        }
+    }
 }
 
 /// `sources`: the daemon's live view, else the state directory.

@@ -153,26 +153,30 @@ pub async fn poll(config: &Config, args: crate::cli::PollArgs) -> Result<ExitCod
 const BAR_WIDTH: u64 = 30;
 
 /// Draws a progress bar on standard error while a segmented poll of
-/// `source` runs: segments done, blocks and observables so far.
+/// `source` runs in this process: segments done, blocks and observables.
 async fn show_progress(source: String) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
         ticker.tick().await;
-        let Some(progress) = crate::feeds::manager::poll_progress(&source) else {
-            continue;
-        };
-        let filled = (progress.segments_done * BAR_WIDTH)
-            .checked_div(progress.segments)
-            .unwrap_or(0)
-            .min(BAR_WIDTH);
-        let bar: String = (0..BAR_WIDTH)
-            .map(|i| if i < filled { '#' } else { ' ' })
-            .collect();
-        eprint!(
-            "\r{source}: [{bar}] segment {}/{}, {} blocks, {} observables so far",
-            progress.segments_done, progress.segments, progress.blocks, progress.observables
-        );
+        if let Some(progress) = crate::feeds::manager::poll_progress(&source) {
+            draw_progress(&source, &progress);
+        }
     }
+}
+
+/// Redraws the progress line of a poll of `source` on standard error.
+pub(super) fn draw_progress(source: &str, progress: &crate::feeds::manager::PollProgress) {
+    let filled = (progress.segments_done * BAR_WIDTH)
+        .checked_div(progress.segments)
+        .unwrap_or(0)
+        .min(BAR_WIDTH);
+    let bar: String = (0..BAR_WIDTH)
+        .map(|i| if i < filled { '#' } else { ' ' })
+        .collect();
+    eprint!(
+        "\r{source}: [{bar}] segment {}/{}, {} blocks, {} observables so far",
+        progress.segments_done, progress.segments, progress.blocks, progress.observables
+    );
 }
 
 pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {

@@ -73,7 +73,7 @@ pub enum PollError {
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Progress of a running segmented poll, for progress bars and log lines.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PollProgress {
     pub segments_done: u64,
     pub segments: u64,
