@@ -121,7 +121,7 @@ fn print_evaluation(engine: &Engine, file: &Path, evaluation: &Evaluation, as_js
 
 /// Returns the address of the first `Return-Path` header, which records
 /// the envelope sender of a delivered message.
-fn return_path(raw: &[u8]) -> Option<String> {
+pub(super) fn return_path(raw: &[u8]) -> Option<String> {
     let end = find_header_end(raw);
     let headers = String::from_utf8_lossy(&raw[..end]);
     for line in headers.lines() {
@@ -182,48 +182,77 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
     feeds.load_state();
     let engine = offline_engine(config, &feeds);
     let index = engine.index();
-    let found = index.lookup(&value);
-    if args.json {
-        println!(
-            "{}",
-            json!({
-                "value": value.to_string(),
-                "type": value.kind(),
-                "matches": found,
-            })
-        );
-    } else if found.is_empty() {
-        println!("{} {value}: no indicator matches", value.kind());
-    } else {
-        println!(
-            "{} {value}: {} indicator(s) match",
-            value.kind(),
-            found.len()
-        );
-        for indicator in &found {
-            println!(
-                "  {} from {} (id {}{}{})",
-                indicator.value,
-                indicator.source,
-                indicator.id,
-                indicator
-                    .package_id
-                    .as_deref()
-                    .map(|p| format!(", package {p}"))
-                    .unwrap_or_default(),
-                indicator
-                    .title
-                    .as_deref()
-                    .map(|t| format!(", {t:?}"))
-                    .unwrap_or_default()
-            );
+    // A URL's host is looked up too, as it is for URLs found in a message.
+    let mut values = vec![value.clone()];
+    if let ObservableValue::Url(url) = &value {
+        if let Some(host) = url_host_value(url) {
+            values.push(host);
         }
     }
-    Ok(if found.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    let mut any_match = false;
+    for value in &values {
+        let found = index.lookup(value);
+        any_match |= !found.is_empty();
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "value": value.to_string(),
+                    "type": value.kind(),
+                    "matches": found,
+                })
+            );
+        } else {
+            print_lookup(value, &found);
+        }
+    }
+    Ok(if any_match {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// The host of a canonical URL as a domain or IP observable value.
+fn url_host_value(url: &str) -> Option<ObservableValue> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.host()? {
+        url::Host::Domain(name) => normalize::domain(name).ok().map(ObservableValue::Domain),
+        url::Host::Ipv4(ip) => Some(ObservableValue::Ip(IpAddr::V4(ip))),
+        url::Host::Ipv6(ip) => Some(ObservableValue::Ip(normalize::fold_mapped_ipv4(
+            IpAddr::V6(ip),
+        ))),
+    }
+}
+
+fn print_lookup(value: &ObservableValue, found: &[&crate::index::Indicator]) {
+    if found.is_empty() {
+        println!("{} {value}: no indicator matches", value.kind());
+        return;
+    }
+    println!(
+        "{} {value}: {} indicator(s) match",
+        value.kind(),
+        found.len()
+    );
+    for indicator in found {
+        println!(
+            "  {} from {} (id {}{}{})",
+            indicator.value,
+            indicator.source,
+            indicator.id,
+            indicator
+                .package_id
+                .as_deref()
+                .map(|p| format!(", package {p}"))
+                .unwrap_or_default(),
+            indicator
+                .title
+                .as_deref()
+                .map(|t| format!(", {t:?}"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +288,20 @@ mod tests {
             let value = parse_lookup_value(input).unwrap();
             assert_eq!(value.kind().as_str(), kind, "input {input}");
         }
+    }
+
+    #[test]
+    fn url_host_as_value() {
+        assert_eq!(
+            url_host_value("http://portal.login-verify.example.net/x"),
+            Some(ObservableValue::Domain(
+                "portal.login-verify.example.net".into()
+            ))
+        );
+        assert_eq!(
+            url_host_value("http://192.0.2.1/x"),
+            Some(ObservableValue::Ip("192.0.2.1".parse().unwrap()))
+        );
     }
 
     #[test]

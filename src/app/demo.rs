@@ -110,7 +110,10 @@ fn judge_demo_messages(
     println!();
     println!("verdicts for the demo messages (as `ioc-milter check` gives them):");
     for (name, text) in DEMO_MESSAGES {
-        let envelope = Envelope::default();
+        let envelope = Envelope {
+            sender: super::check::return_path(text.as_bytes()),
+            ..Envelope::default()
+        };
         let evaluation = engine.evaluate(
             &ConnectionFacts::default(),
             &envelope,

@@ -21,8 +21,21 @@ pub fn run(config: &Config, args: MatchesArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| config.match_log.path.clone());
     let filter = Filter::from_args(&args, Utc::now())?;
-    let (entries, invalid) = matchlog::read_entries(&path)
-        .with_context(|| format!("cannot read the match log {}", path.display()))?;
+    let (entries, invalid) = match matchlog::read_entries(&path) {
+        Ok(read) => read,
+        // No log yet: nothing has matched since the milter started logging.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !args.follow => {
+            eprintln!(
+                "no match log at {} yet: it is written when the milter judges matching mail",
+                path.display()
+            );
+            (Vec::new(), 0)
+        }
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("cannot read the match log {}", path.display()))
+        }
+    };
     if invalid > 0 {
         tracing::warn!(
             "skipped {invalid} line(s) of {} that are not match log entries",

@@ -32,6 +32,21 @@ pub fn try_main(cli: Cli) -> Result<ExitCode> {
         _ => "warn",
     };
     init_logging(cli.log_format, cli.log_level.as_deref(), default_level);
+    let serves = match &cli.command {
+        Command::Run => true,
+        Command::Demo(args) => !args.no_serve,
+        _ => false,
+    };
+    if !serves {
+        // Report commands end quietly when a reader such as `head` closes
+        // the pipe, as other Unix tools do. The daemon keeps Rust's default
+        // (SIGPIPE ignored), so a closed socket is an error, not a kill.
+        // SAFETY: setting a signal's disposition to its default has no
+        // memory effects; no other thread exists yet.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
