@@ -192,11 +192,16 @@ fn two_password_keys_rejected() {
 #[test]
 fn missing_password_file_warns() {
     let config = parse_text(ADMIN_EXAMPLE).unwrap();
-    assert_eq!(config.warnings.len(), 1);
-    assert!(
-        config.warnings[0].contains("password_file"),
-        "{}",
-        config.warnings[0]
+    let about = |key: &str| config.warnings.iter().filter(|w| w.contains(key)).count();
+    assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
+    assert_eq!(about("source[alienvault_user].password_file"), 1);
+    assert_eq!(
+        about("source[alienvault_user].username: still the placeholder"),
+        1
+    );
+    assert_eq!(
+        about("source[local].path: /etc/ioc-milter/indicators does not exist"),
+        1
     );
 }
 

@@ -639,6 +639,17 @@ impl Validator {
                 format!("not used by a {kind_name} source; remove it or change kind"),
             ));
         }
+        if raw
+            .username
+            .as_deref()
+            .is_some_and(|user| user.starts_with("YOUR_"))
+        {
+            self.warnings.push(format!(
+                "{}: {}: still the placeholder from the example configuration; put your own value there",
+                self.file.display(),
+                key("username")
+            ));
+        }
         let kind = match kind_name.as_str() {
             "taxii11" => SourceKind::Taxii11(self.taxii11(&name, &raw)?),
             "file" => {
@@ -648,9 +659,16 @@ impl Validator {
                         "missing; a file source needs the path of a STIX 1.x file or a directory of them",
                     )
                 })?;
-                SourceKind::File(FileSource {
-                    path: self.path(path),
-                })
+                let path = self.path(path);
+                if !path.exists() {
+                    self.warnings.push(format!(
+                        "{}: {}: {} does not exist; polls of this source fail until it does",
+                        self.file.display(),
+                        key("path"),
+                        path.display()
+                    ));
+                }
+                SourceKind::File(FileSource { path })
             }
             "taxii21" => SourceKind::Taxii21(self.taxii21(&name, &raw)?),
             "otx" => SourceKind::Otx(self.otx(&name, &raw)?),
