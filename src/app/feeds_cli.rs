@@ -51,7 +51,7 @@ async fn ask(
     }
 }
 
-fn print_report(report: &PollReport, as_json: bool) {
+pub(super) fn print_report(report: &PollReport, as_json: bool) {
     let counts = &report.counts;
     if as_json {
         println!(
@@ -88,6 +88,18 @@ fn print_report(report: &PollReport, as_json: bool) {
         counts.removed,
         report.indicators
     );
+}
+
+/// Prints a failed poll of `name`; the source keeps its last good set.
+pub(super) fn print_failure(name: &str, error: &dyn std::fmt::Display, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            json!({"source": name, "ok": false, "error": error.to_string()})
+        );
+    } else {
+        println!("{name}: poll failed: {error}; the last good set is kept");
+    }
 }
 
 /// `poll`: through the daemon when it runs (its index is rebuilt), else
@@ -136,14 +148,7 @@ pub async fn poll(config: &Config, args: PollArgs) -> Result<ExitCode> {
             }
             Err(error) => {
                 failed = true;
-                if args.json {
-                    println!(
-                        "{}",
-                        json!({"source": name, "ok": false, "error": error.to_string()})
-                    );
-                } else {
-                    println!("{name}: poll failed: {error}; the last good set is kept");
-                }
+                print_failure(&name, &error, args.json);
             }
         }
     }

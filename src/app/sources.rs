@@ -3,10 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
-use serde_json::json;
+use anyhow::Result;
 
-use super::open_feeds;
+use super::{feeds_cli, open_feeds};
 use crate::config::{Config, SourceKind};
 use crate::feeds::manager::SourceStatus;
 use crate::feeds::PollMode;
@@ -57,23 +56,11 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Polls in this process (no daemon runs) and saves the result in the
+/// state directory. The caller has checked the source name.
 pub async fn poll(config: &Config, args: crate::cli::PollArgs) -> Result<ExitCode> {
     let names: Vec<String> = match &args.source {
-        Some(name) => {
-            if config.source(name).is_none() {
-                let known: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
-                bail!(
-                    "source {name:?} not found in {}; configured sources: {}",
-                    config.path.display(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            }
-            vec![name.clone()]
-        }
+        Some(name) => vec![name.clone()],
         None => config
             .sources
             .iter()
@@ -94,51 +81,10 @@ pub async fn poll(config: &Config, args: crate::cli::PollArgs) -> Result<ExitCod
             eprint!("\r\x1b[K");
         }
         match result {
-            Ok(report) => {
-                let counts = &report.counts;
-                if args.json {
-                    println!(
-                        "{}",
-                        json!({
-                            "source": name,
-                            "ok": true,
-                            "error": null,
-                            "mode": report.mode,
-                            "blocks": counts.blocks,
-                            "observables": counts.observables,
-                            "added": counts.added,
-                            "unchanged": counts.unchanged,
-                            "invalid": counts.invalid,
-                            "unsupported": counts.unsupported,
-                            "expired": counts.expired,
-                            "indicators": report.indicators,
-                        })
-                    );
-                } else {
-                    println!(
-                        "{name}: {} poll finished: {} blocks, {} observables, {} added, {} unchanged, {} invalid, {} unsupported, {} expired; {} indicators in the set",
-                        report.mode,
-                        counts.blocks,
-                        counts.observables,
-                        counts.added,
-                        counts.unchanged,
-                        counts.invalid,
-                        counts.unsupported,
-                        counts.expired,
-                        report.indicators
-                    );
-                }
-            }
+            Ok(report) => feeds_cli::print_report(&report, args.json),
             Err(error) => {
                 failed = true;
-                if args.json {
-                    println!(
-                        "{}",
-                        json!({"source": name, "ok": false, "error": error.to_string()})
-                    );
-                } else {
-                    println!("{name}: poll failed: {error}; the last good set is kept");
-                }
+                feeds_cli::print_failure(&name, &error, args.json);
             }
         }
     }
