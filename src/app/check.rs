@@ -11,7 +11,7 @@ use super::{offline_engine, open_feeds};
 use crate::cli::{CheckArgs, LookupArgs};
 use crate::config::Config;
 use crate::engine::{Engine, Evaluation};
-use crate::extract::{ConnectionFacts, Envelope, ObservableValue};
+use crate::extract::{self, ConnectionFacts, Envelope, ObservableValue};
 use crate::index::normalize;
 
 /// Judges each file. The exit status is 0 when no message matched and 1 when
@@ -185,7 +185,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
     // A URL's host is looked up too, as it is for URLs found in a message.
     let mut values = vec![value.clone()];
     if let ObservableValue::Url(url) = &value {
-        if let Some(host) = url_host_value(url) {
+        if let Some(host) = extract::url_host(url) {
             values.push(host);
         }
     }
@@ -211,18 +211,6 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The host of a canonical URL as a domain or IP observable value.
-fn url_host_value(url: &str) -> Option<ObservableValue> {
-    let parsed = url::Url::parse(url).ok()?;
-    match parsed.host()? {
-        url::Host::Domain(name) => normalize::domain(name).ok().map(ObservableValue::Domain),
-        url::Host::Ipv4(ip) => Some(ObservableValue::Ip(IpAddr::V4(ip))),
-        url::Host::Ipv6(ip) => Some(ObservableValue::Ip(normalize::fold_mapped_ipv4(
-            IpAddr::V6(ip),
-        ))),
-    }
 }
 
 fn print_lookup(value: &ObservableValue, found: &[&crate::index::Indicator]) {
@@ -293,13 +281,13 @@ mod tests {
     #[test]
     fn url_host_as_value() {
         assert_eq!(
-            url_host_value("http://portal.login-verify.example.net/x"),
+            extract::url_host("http://portal.login-verify.example.net/x"),
             Some(ObservableValue::Domain(
                 "portal.login-verify.example.net".into()
             ))
         );
         assert_eq!(
-            url_host_value("http://192.0.2.1/x"),
+            extract::url_host("http://192.0.2.1/x"),
             Some(ObservableValue::Ip("192.0.2.1".parse().unwrap()))
         );
     }

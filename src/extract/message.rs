@@ -403,7 +403,7 @@ fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 
 /// Returns the host of a canonical URL as a domain or IP observable value.
 /// Returns `None` when the host is neither a valid domain nor an IP address.
-fn url_host(canonical: &str) -> Option<ObservableValue> {
+pub fn url_host(canonical: &str) -> Option<ObservableValue> {
     let parsed = url::Url::parse(canonical).ok()?;
     match parsed.host()? {
         url::Host::Domain(name) => normalize::domain(name).ok().map(ObservableValue::Domain),

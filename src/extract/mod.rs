@@ -9,6 +9,7 @@ mod session;
 mod transfer;
 mod urls;
 
+pub use message::url_host;
 pub use observable::{ConnectionFacts, Envelope, Location, Observable, ObservableValue};
 
 /// Limits that keep extraction bounded on hostile input, and the trust
