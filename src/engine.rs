@@ -262,7 +262,7 @@ impl Engine {
     }
 }
 
-/// One `X-IOC-Match` value per match: source, indicator, indicator id, where
+/// Builds one `X-IOC-Match` value per match: source, indicator, indicator id, where
 /// it was found and the reference.
 fn match_headers(evaluation: &Evaluation) -> Vec<(String, String)> {
     evaluation
@@ -298,7 +298,7 @@ fn sanitize_header(text: &str) -> String {
         .collect()
 }
 
-/// A short random reference id (12 uppercase letters and digits).
+/// Returns a short random reference id (12 uppercase letters and digits).
 fn new_reference() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();

@@ -52,7 +52,7 @@ struct PollStats {
     last_duration: f64,
 }
 
-/// The process-wide registry.
+/// Returns the process-wide registry.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)

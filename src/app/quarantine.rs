@@ -37,7 +37,7 @@ pub struct QueuedRecipient {
     pub delay_reason: Option<String>,
 }
 
-/// A held message with what the match log knows of it.
+/// A held message with the match log's details of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HeldMessage {
     pub queue_id: String,
@@ -251,8 +251,8 @@ pub fn run(config: &Config, args: QuarantineArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The queue ids to release: those given, or every held message that the
-/// named source matched.
+/// Returns the queue ids to release: those given, or every held message
+/// that the named source matched.
 fn select_ids(
     postfix: &Postfix,
     log_path: &Path,

@@ -15,7 +15,7 @@ use crate::policy::{Action, PolicyConfig};
 
 pub use validate::{load, parse, ConfigError};
 
-/// Where the configuration is looked for when neither `--config` nor
+/// Default configuration path, used when neither `--config` nor
 /// `IOC_MILTER_CONFIG` names a file.
 pub const DEFAULT_PATH: &str = "/etc/ioc-milter/ioc-milter.toml";
 
@@ -45,7 +45,7 @@ impl Config {
     }
 }
 
-/// Where the milter listens.
+/// Address the milter listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
     Inet(SocketAddr),
@@ -337,7 +337,7 @@ pub struct Taxii11Source {
 }
 
 impl Taxii11Source {
-    /// The poll service URL.
+    /// Returns the poll service URL.
     pub fn poll_url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         let default_port = if self.https { 443 } else { 80 };

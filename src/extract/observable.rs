@@ -132,7 +132,7 @@ impl Observable {
     }
 }
 
-/// What the MTA told about the SMTP client (milter CONNECT and HELO).
+/// Facts the MTA sent about the SMTP client (milter CONNECT and HELO).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionFacts {
     pub client_ip: Option<IpAddr>,

@@ -25,7 +25,7 @@ pub struct SmtpReply {
     pub text: String,
 }
 
-/// What the milter tells the MTA about one message.
+/// Verdict the milter sends to the MTA for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub action: Action,
@@ -49,7 +49,7 @@ impl Verdict {
     }
 }
 
-/// Decides verdicts; the milter session calls it and knows nothing of the
+/// Decides verdicts. The milter session calls it and has no access to the
 /// index or the policy.
 pub trait Judge: Send + Sync + 'static {
     /// Judges what is known after MAIL FROM: client IP, client name, HELO and
@@ -69,7 +69,7 @@ pub trait Judge: Send + Sync + 'static {
         truncated: bool,
     ) -> Verdict;
 
-    /// The verdict when judging failed or timed out; `reason` says why, for
-    /// the log.
+    /// Returns the verdict when judging failed or timed out; `reason` gives
+    /// the cause for the log.
     fn fallback(&self, conn: &ConnectionFacts, envelope: &Envelope, reason: &str) -> Verdict;
 }

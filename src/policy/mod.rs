@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::index::{IndicatorType, Match};
 
-/// What happens to a message. Variants are ordered by severity; when several
-/// matches call for different actions, the most severe wins.
+/// Action taken on a message. Variants are ordered by severity, and when
+/// several matches call for different actions the most severe wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -19,9 +19,9 @@ pub enum Action {
     Tag,
     /// Tag, and ask the MTA to hold the message (Postfix hold queue).
     Quarantine,
-    /// Answer 451 4.7.1 so the client retries later.
+    /// Reply 451 4.7.1 so the client retries later.
     Tempfail,
-    /// Answer 550 5.7.1 with a reference id.
+    /// Reply 550 5.7.1 with a reference id.
     Reject,
     /// Accept and silently drop the message.
     Discard,
@@ -97,15 +97,15 @@ impl Default for PolicyConfig {
 /// The outcome of the policy for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Decision {
-    /// What the policy calls for.
+    /// Action the policy calls for.
     pub action: Action,
-    /// What is actually done: `accept` in monitor mode, else `action`.
+    /// Action actually taken: `accept` in monitor mode, else `action`.
     pub applied: Action,
 }
 
 impl PolicyConfig {
-    /// The action for one match: the source override, else the type's
-    /// action, else the default.
+    /// Returns the action for one match: the source override, else the
+    /// type's action, else the default.
     pub fn action_for(&self, found: &Match) -> Action {
         if let Some(action) = self.per_source.get(&found.indicator.source) {
             return *action;
