@@ -328,7 +328,7 @@ async fn status_page(State(state): State<Arc<WebState>>) -> Html<String> {
             status.kind,
             html_escape(&status.host),
             html_escape(status.collection.as_deref().unwrap_or("")),
-            humantime::format_duration(status.polling_interval),
+            crate::config::format_duration(status.polling_interval),
             format_time(status.last_success),
             html_escape(&state_name),
             status.indicators,

@@ -55,7 +55,10 @@ pub fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Discover(args) => runtime.block_on(feeds_cli::discover(args)),
         command => {
-            let config = load_config(cli.config.as_deref())?;
+            // check-config prints the warnings itself; logging them as
+            // well would show each one twice.
+            let log_warnings = !matches!(command, Command::CheckConfig);
+            let config = load_config(cli.config.as_deref(), log_warnings)?;
             runtime.block_on(dispatch(command, config))
         }
     }
@@ -83,11 +86,13 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
     }
 }
 
-fn load_config(argument: Option<&Path>) -> Result<Config> {
+fn load_config(argument: Option<&Path>, log_warnings: bool) -> Result<Config> {
     let path: PathBuf = config::resolve_path(argument);
     let config = config::load(&path)?;
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
+    if log_warnings {
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
     }
     Ok(config)
 }

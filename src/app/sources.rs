@@ -45,8 +45,8 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
             source.name,
             source.kind.name(),
             target,
-            humantime::format_duration(source.polling_interval),
-            humantime::format_duration(source.age),
+            crate::config::format_duration(source.polling_interval),
+            crate::config::format_duration(source.age),
             if source.suspended { ", suspended" } else { "" }
         );
     }
@@ -179,7 +179,7 @@ pub(super) fn print_status(status: &SourceStatus) {
         status.name,
         status.kind,
         status.host,
-        humantime::format_duration(status.polling_interval)
+        crate::config::format_duration(status.polling_interval)
     );
     let state = serde_json::to_value(status.state)
         .ok()

@@ -363,6 +363,25 @@ pub struct FileSource {
 /// The demo configuration embedded in the binary (`ioc-milter run --demo`).
 pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
+/// Writes a duration the way the configuration file spells it: whole days,
+/// hours, minutes and seconds, largest first (`365d`, `1d 12h`, `90s`).
+/// Fractions of a second are dropped.
+pub fn format_duration(duration: Duration) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut rest = duration.as_secs();
+    if rest == 0 {
+        return "0s".to_string();
+    }
+    let mut parts = Vec::new();
+    for (size, unit) in UNITS {
+        if rest >= size {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    parts.join(" ")
+}
+
 /// Resolves the configuration file: the `--config` argument, else
 /// `IOC_MILTER_CONFIG`, else [`DEFAULT_PATH`].
 pub fn resolve_path(argument: Option<&Path>) -> PathBuf {

@@ -127,7 +127,11 @@ fn interval_over_a_day_rejected() {
     let error = error_of(&text);
     assert_eq!(error.key, "source[alienvault_user].polling_interval");
     assert!(error.message.contains("\"48h\""), "{}", error.message);
-    assert!(error.message.contains("1day"), "{}", error.message);
+    assert!(
+        error.message.contains("allowed: 1m to 1d"),
+        "{}",
+        error.message
+    );
 }
 
 #[test]
@@ -237,4 +241,20 @@ fn domain_match_invalid_named() {
     let error = error_of(&text);
     assert_eq!(error.key, "source[local].domain_match");
     assert!(error.message.contains("\"parents\""), "{}", error.message);
+}
+
+#[test]
+fn durations_print_as_written() {
+    use std::time::Duration;
+    assert_eq!(
+        super::format_duration(Duration::from_secs(365 * 86_400)),
+        "365d"
+    );
+    assert_eq!(
+        super::format_duration(Duration::from_secs(86_400 + 12 * 3_600)),
+        "1d 12h"
+    );
+    assert_eq!(super::format_duration(Duration::from_secs(90)), "1m 30s");
+    assert_eq!(super::format_duration(Duration::from_millis(500)), "0s");
+    assert_eq!(super::format_duration(Duration::from_secs(3_600)), "1h");
 }

@@ -545,8 +545,8 @@ impl Validator {
                 key,
                 format!(
                     "invalid duration {text:?}; allowed: {} to {}",
-                    humantime::format_duration(min),
-                    humantime::format_duration(max)
+                    super::format_duration(min),
+                    super::format_duration(max)
                 ),
             ));
         }
@@ -601,7 +601,7 @@ impl Validator {
                 format!(
                     "invalid duration {:?}: a poll segment may not be longer than age ({})",
                     raw.poll_segment.as_deref().unwrap_or_default(),
-                    humantime::format_duration(age)
+                    super::format_duration(age)
                 ),
             ));
         }
