@@ -331,3 +331,48 @@ async fn progress_null_when_idle() {
     let missing = control::request(&path, &request("progress", None), WAIT).await;
     assert!(missing.is_err(), "{missing:?}");
 }
+
+#[test]
+fn suppressed_counts_with_and_without_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ioc-milter.toml"), config_text(dir.path())).unwrap();
+    // co.uk is a public suffix: kept in the set, left out of the index.
+    std::fs::write(
+        dir.path().join("list.txt"),
+        "192.0.2.10\nbad.example.net\nco.uk\n",
+    )
+    .unwrap();
+    let output = ioc_milter(dir.path(), &["poll", "list"]);
+    assert_eq!(output.status.code(), Some(0));
+    let line = "  suppressed when the index was built: public_suffix 1\n";
+
+    let offline = ioc_milter(dir.path(), &["sources"]);
+    assert!(
+        String::from_utf8_lossy(&offline.stdout).ends_with(line),
+        "{}",
+        String::from_utf8_lossy(&offline.stdout)
+    );
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+        .arg("--config")
+        .arg(dir.path().join("ioc-milter.toml"))
+        .arg("run")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    assert!(wait_for(&dir.path().join("state/control.sock")));
+    let live = ioc_milter(dir.path(), &["sources"]);
+    assert!(
+        String::from_utf8_lossy(&live.stdout).ends_with(line),
+        "{}",
+        String::from_utf8_lossy(&live.stdout)
+    );
+    let output = ioc_milter(dir.path(), &["sources", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["indicators"], 3);
+    assert_eq!(
+        status["suppressed"],
+        serde_json::json!({"public_suffix": 1})
+    );
+}

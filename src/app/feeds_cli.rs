@@ -193,19 +193,7 @@ pub async fn sources(config: &Config, as_json: bool) -> Result<ExitCode> {
     };
     let statuses: Vec<SourceStatus> =
         serde_json::from_value(value).context("invalid source list from the daemon")?;
-    if as_json {
-        for status in &statuses {
-            println!("{}", serde_json::to_string(status)?);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if statuses.is_empty() {
-        println!("no sources configured in {}", config.path.display());
-    }
-    for status in &statuses {
-        sources::print_status(status);
-    }
-    Ok(ExitCode::SUCCESS)
+    sources::print_statuses(config, &statuses, as_json)
 }
 
 /// `test-source`: a dry run in this process; nothing is saved.

@@ -129,7 +129,9 @@ fn open_feeds(config: &Config) -> Result<Arc<FeedManager>> {
 /// Builds an index snapshot from the feed manager's current sets.
 fn build_snapshot(feeds: &FeedManager, options: &BuildOptions) -> Snapshot {
     let indicators = feeds.indicators();
-    Snapshot::build_with(indicators.iter(), options)
+    let snapshot = Snapshot::build_with(indicators.iter(), options);
+    feeds.record_build(snapshot.report());
+    snapshot
 }
 
 /// Creates an engine for offline commands (`check`, `lookup`, the demo),

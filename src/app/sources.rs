@@ -128,37 +128,28 @@ pub(super) fn draw_progress(source: &str, progress: &crate::feeds::manager::Poll
 pub fn show(config: &Config, as_json: bool) -> Result<ExitCode> {
     let feeds = open_feeds(config)?;
     feeds.load_state();
-    let statuses = feeds.statuses();
-    let snapshot = super::build_snapshot(&feeds, &config.index);
-    let report = snapshot.report();
+    // The build records what it left out in each status.
+    drop(super::build_snapshot(&feeds, &config.index));
+    print_statuses(config, &feeds.statuses(), as_json)
+}
+
+/// Prints source statuses, one JSON object per line or as text.
+pub(super) fn print_statuses(
+    config: &Config,
+    statuses: &[SourceStatus],
+    as_json: bool,
+) -> Result<ExitCode> {
     if as_json {
-        for status in &statuses {
-            let mut value = serde_json::to_value(status)?;
-            let suppressed = report
-                .suppressed
-                .get(&status.name)
-                .cloned()
-                .unwrap_or_default();
-            value["suppressed"] = serde_json::to_value(suppressed)?;
-            println!("{value}");
+        for status in statuses {
+            println!("{}", serde_json::to_string(status)?);
         }
         return Ok(ExitCode::SUCCESS);
     }
     if statuses.is_empty() {
         println!("no sources configured in {}", config.path.display());
     }
-    for status in &statuses {
+    for status in statuses {
         print_status(status);
-        if let Some(reasons) = report.suppressed.get(&status.name) {
-            let parts: Vec<String> = reasons
-                .iter()
-                .map(|(reason, count)| format!("{} {count}", reason.as_str()))
-                .collect();
-            println!(
-                "  suppressed when the index was built: {}",
-                parts.join(", ")
-            );
-        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -229,6 +220,17 @@ pub(super) fn print_status(status: &SourceStatus) {
             counts.invalid,
             counts.unsupported,
             counts.expired
+        );
+    }
+    if !status.suppressed.is_empty() {
+        let parts: Vec<String> = status
+            .suppressed
+            .iter()
+            .map(|(reason, count)| format!("{} {count}", reason.as_str()))
+            .collect();
+        println!(
+            "  suppressed when the index was built: {}",
+            parts.join(", ")
         );
     }
 }

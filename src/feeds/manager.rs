@@ -21,7 +21,7 @@ use super::taxii21::Taxii21Client;
 use super::web::{Validators, WebClient};
 use super::{PollCounts, PollMode, SourceSet};
 use crate::config::{FileSource, SourceConfig, SourceKind, Taxii21Source};
-use crate::index::{Indicator, IndicatorType, IndicatorValue};
+use crate::index::{BuildReport, Indicator, IndicatorType, IndicatorValue, Suppression};
 use crate::store::{Store, StoredStatus};
 
 /// First retry delay after a failed scheduled poll; it doubles on every
@@ -166,6 +166,10 @@ pub struct SourceStatus {
     pub indicators: usize,
     pub indicators_by_type: BTreeMap<IndicatorType, usize>,
     pub last_counts: Option<PollCounts>,
+    /// Indicators of this source the last index build left out, per
+    /// reason (allowlist, public suffix).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub suppressed: BTreeMap<Suppression, usize>,
 }
 
 fn deserialize_seconds<'de, D: serde::Deserializer<'de>>(
@@ -270,6 +274,9 @@ pub struct FeedManager {
     /// Set by `run`, so that polls on request and reloads can rebuild the
     /// index and start pollers.
     runner: Mutex<Option<Runner>>,
+    /// What the last index build left out, per source; shown in
+    /// [`SourceStatus::suppressed`].
+    suppressed: Mutex<BTreeMap<String, BTreeMap<Suppression, usize>>>,
 }
 
 type OnChange = Arc<dyn Fn() + Send + Sync>;
@@ -301,6 +308,7 @@ impl FeedManager {
             store,
             sources: RwLock::new(entries),
             runner: Mutex::new(None),
+            suppressed: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -380,10 +388,22 @@ impl FeedManager {
 
     /// Returns the status of every source.
     pub fn statuses(&self) -> Vec<SourceStatus> {
+        let suppressed = lock(&self.suppressed);
         self.entries()
             .iter()
-            .map(|entry| status_of(entry))
+            .map(|entry| {
+                let mut status = status_of(entry);
+                if let Some(reasons) = suppressed.get(&status.name) {
+                    status.suppressed = reasons.clone();
+                }
+                status
+            })
             .collect()
+    }
+
+    /// Records what an index build left out, for [`FeedManager::statuses`].
+    pub fn record_build(&self, report: &BuildReport) {
+        *lock(&self.suppressed) = report.suppressed.clone();
     }
 
     /// Polls one source now. `None` chooses full when the source has no
@@ -1173,7 +1193,7 @@ fn build_entry(config: SourceConfig) -> anyhow::Result<SourceEntry> {
     })
 }
 
-fn lock(state: &Mutex<EntryState>) -> MutexGuard<'_, EntryState> {
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves consistent data (every update
     // is a plain assignment), so a poisoned lock is still used.
     state
@@ -1229,6 +1249,7 @@ fn status_of(entry: &SourceEntry) -> SourceStatus {
         indicators: state.set.indicators.len(),
         indicators_by_type: count_by_type(&state.set.indicators),
         last_counts: state.status.last_counts.clone(),
+        suppressed: BTreeMap::new(),
     }
 }
 

@@ -11,13 +11,13 @@
 use std::collections::HashSet;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::indicator::{HashValue, IndicatorType, IndicatorValue};
 use super::normalize::{self, NormalizeError};
 
 /// Reason an indicator was left out of a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Suppression {
     /// The value is on the allowlist.
