@@ -1,7 +1,8 @@
-//! Client certificates (mutual TLS) and a custom CA against a Python
-//! `ssl` server on 127.0.0.1 that requires a client certificate. The
-//! certificates are made with the `openssl` command; the test prints a
-//! line and returns when `openssl` or `python3` is missing.
+//! Client certificates (mutual TLS), a custom CA and an HTTPS feed through
+//! a CONNECT proxy, against a Python `ssl` server on 127.0.0.1 that
+//! requires a client certificate. The certificates are made with the
+//! `openssl` command; the test prints a line and returns when `openssl` or
+//! `python3` is missing.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -184,4 +185,73 @@ async fn missing_certificate_rejected() {
     let error = feeds.poll("isac", None).await.unwrap_err().to_string();
     assert!(error.contains("CertificateRequired"), "{error}");
     assert_eq!(feeds.indicators().len(), 0);
+}
+
+/// Starts a forward proxy on 127.0.0.1 that accepts one `CONNECT` per
+/// connection and tunnels it to 127.0.0.1. Returns its port and the
+/// request lines it received.
+async fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = std::sync::Arc::clone(&record);
+            tokio::spawn(async move {
+                let mut client = tokio::io::BufReader::new(stream);
+                let mut request = String::new();
+                client.read_line(&mut request).await.ok()?;
+                // Skips the request headers up to the blank line.
+                loop {
+                    let mut header = String::new();
+                    if client.read_line(&mut header).await.ok()? == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                record.lock().unwrap().push(request.trim_end().to_string());
+                let target = request.split_whitespace().nth(1)?.to_string();
+                let port = target.strip_prefix("127.0.0.1:")?;
+                let mut upstream =
+                    tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().ok()?))
+                        .await
+                        .ok()?;
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn https_through_connect_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_server, port)) = setup(dir.path()) else {
+        return;
+    };
+    let (proxy_port, seen) = start_connect_proxy().await;
+    let text = format!(
+        "[state]\ndirectory = \"{0}/state\"\n[[source]]\nname = \"isac\"\nkind = \"text\"\nurl = \"https://127.0.0.1:{port}/list.txt\"\nproxy = \"http://127.0.0.1:{proxy_port}\"\nca_file = \"{0}/ca.pem\"\nclient_cert = \"{0}/client.pem\"\nclient_key = \"{0}/client.key\"\nretries = 0\ntimeout = \"5s\"\n",
+        dir.path().display()
+    );
+    let config = config::parse(&text, Path::new("test.toml"), dir.path()).unwrap();
+    let feeds = FeedManager::new(
+        config.sources,
+        Store::open(dir.path().join("state")).unwrap(),
+    )
+    .unwrap();
+
+    let report = feeds.poll("isac", None).await.unwrap();
+    assert_eq!(report.counts.added, 2);
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests, vec![format!("CONNECT 127.0.0.1:{port} HTTP/1.1")]);
 }
