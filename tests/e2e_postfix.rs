@@ -378,19 +378,9 @@ const POSTFIX_TEMPFAIL: &str = "451 4.7.1 Service unavailable - try again later"
 fn write_kill_config(dir: &std::path::Path) -> std::path::PathBuf {
     let list = dir.join("list.txt");
     fs::write(&list, format!("{KILL_TEST_DOMAIN}\n")).expect("write the list");
+    let head = common::config_head(dir, common::MILTER_ADDR);
     let text = format!(
-        r#"[milter]
-listen = "inet:{milter}"
-
-[http]
-listen = "off"
-
-[state]
-directory = "{dir}/state"
-
-[match_log]
-path = "{dir}/matches.jsonl"
-
+        r#"{head}
 [policy]
 default = "accept"
 domain = "reject"
@@ -401,8 +391,6 @@ name = "kill-list"
 kind = "text"
 path = "{list}"
 "#,
-        milter = common::MILTER_ADDR,
-        dir = dir.display(),
         list = list.display()
     );
     let path = dir.join("ioc-milter.toml");

@@ -190,19 +190,9 @@ fn serve(mut stream: TcpStream, response: Response) {
 /// Writes the configuration: the milter on `milter_port`, no status page,
 /// and one taxii11 source at `feed_port`.
 fn write_config(dir: &Path, milter_port: u16, feed_port: u16, https: bool) -> PathBuf {
+    let head = common::config_head(dir, &format!("127.0.0.1:{milter_port}"));
     let text = format!(
-        r#"[milter]
-listen = "inet:127.0.0.1:{milter_port}"
-
-[http]
-listen = "off"
-
-[state]
-directory = "{dir}/state"
-
-[match_log]
-path = "{dir}/matches.jsonl"
-
+        r#"{head}
 [policy]
 default = "accept"
 ip = "reject"
@@ -219,8 +209,7 @@ collection = "user_faults"
 polling_interval = "1h"
 timeout = "{TIMEOUT}"
 max_bytes = {MAX_BYTES}
-"#,
-        dir = dir.display()
+"#
     );
     let path = dir.join("ioc-milter.toml");
     std::fs::write(&path, text).unwrap();

@@ -52,12 +52,20 @@ fn write_config(dir: &Path, text: &str, mode: u32) -> PathBuf {
     path
 }
 
-fn permission_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
+/// Returns the configuration's warnings that contain `needle`.
+fn warnings_containing<'a>(
+    config: &'a ioc_milter::config::Config,
+    needle: &str,
+) -> Vec<&'a String> {
     config
         .warnings
         .iter()
-        .filter(|warning| warning.contains("chmod 640"))
+        .filter(|warning| warning.contains(needle))
         .collect()
+}
+
+fn permission_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
+    warnings_containing(config, "chmod 640")
 }
 
 #[test]
@@ -136,6 +144,17 @@ fn readable_without_secret_quiet() {
     assert_eq!(permission_warnings(&config).len(), 0);
 }
 
+/// Runs `ioc-milter check-config` on the configuration at `path`.
+fn check_config(path: &Path) -> std::process::Output {
+    Command::new(BINARY)
+        .arg("--config")
+        .arg(path)
+        .arg("check-config")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_prints_permission_warning() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,13 +162,7 @@ fn check_config_prints_permission_warning() {
         + &taxii_source(&format!("username = \"reader\"\npassword = \"{SECRET}\""));
     let path = write_config(dir.path(), &text, 0o644);
 
-    let output = Command::new(BINARY)
-        .arg("--config")
-        .arg(&path)
-        .arg("check-config")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let output = check_config(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -168,11 +181,7 @@ fn parse_with_http(
 }
 
 fn remote_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
-    config
-        .warnings
-        .iter()
-        .filter(|warning| warning.contains("accepts connections from other hosts"))
-        .collect()
+    warnings_containing(config, "accepts connections from other hosts")
 }
 
 #[test]
@@ -243,13 +252,7 @@ fn check_config_prints_remote_warning() {
         base_toml(dir.path())
     );
     let path = write_config(dir.path(), &text, 0o600);
-    let output = Command::new(BINARY)
-        .arg("--config")
-        .arg(&path)
-        .arg("check-config")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let output = check_config(&path);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -291,6 +291,27 @@ password = "any-password"
     path
 }
 
+/// Returns the first sections of a test configuration: the milter on
+/// `milter_addr` (`HOST:PORT`), no status page, and the state directory and
+/// match log under `dir`.
+pub fn config_head(dir: &Path, milter_addr: &str) -> String {
+    format!(
+        r#"[milter]
+listen = "inet:{milter_addr}"
+
+[http]
+listen = "off"
+
+[state]
+directory = "{dir}/state"
+
+[match_log]
+path = "{dir}/matches.jsonl"
+"#,
+        dir = dir.display()
+    )
+}
+
 /// Runs `ioc-milter --config CONFIG ARGS...` to completion.
 pub fn ioc_milter(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
