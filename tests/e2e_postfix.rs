@@ -12,7 +12,9 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::{count, field, ioc_milter, json_values, read_match_log, Daemon, Peers, MIXED_POLICY};
+use common::{
+    count, field, ioc_milter, json_values, read_match_log, Daemon, Peers, SmtpSession, MIXED_POLICY,
+};
 use serde_json::Value;
 
 const FIXTURE_OBSERVABLES: i64 = 12;
@@ -363,4 +365,180 @@ fn restart_keeps_indicators() {
         "warm restart: {}\nmilter log:\n{milter_log}",
         by_ip.transcript
     );
+}
+
+/// Domain on the local list of the milter kill test; the policy rejects it.
+const KILL_TEST_DOMAIN: &str = "kill-test-malware.example.com";
+/// Postfix's reply when `milter_default_action = tempfail` applies
+/// (Postfix 3.7, the instance of `scripts/test-peers.sh`).
+const POSTFIX_TEMPFAIL: &str = "451 4.7.1 Service unavailable - try again later";
+
+/// Writes the configuration of the milter kill test: a local text list
+/// with one domain, domains and URLs rejected, and no status page.
+fn write_kill_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let list = dir.join("list.txt");
+    fs::write(&list, format!("{KILL_TEST_DOMAIN}\n")).expect("write the list");
+    let head = common::config_head(dir, common::MILTER_ADDR);
+    let text = format!(
+        r#"{head}
+[policy]
+default = "accept"
+domain = "reject"
+url = "reject"
+
+[[source]]
+name = "kill-list"
+kind = "text"
+path = "{list}"
+"#,
+        list = list.display()
+    );
+    let path = dir.join("ioc-milter.toml");
+    fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+/// Opens an SMTP session and sends EHLO, MAIL FROM and RCPT TO, so the
+/// milter has seen the connection, HELO, sender and recipient.
+fn open_transaction(sender: &str) -> SmtpSession {
+    let mut session = SmtpSession::connect();
+    let ehlo = session.command("EHLO client.example.com");
+    assert!(ehlo.starts_with("250-mx.test.example"), "EHLO: {ehlo}");
+    let mail = session.command(&format!("MAIL FROM:<{sender}>"));
+    assert_eq!(mail, "250 2.1.0 Ok");
+    let rcpt = session.command("RCPT TO:<someone@test.example>");
+    assert_eq!(rcpt, "250 2.1.5 Ok");
+    session
+}
+
+/// Returns the header and body lines of a test message, each ending in CRLF.
+fn message_text(sender: &str, subject: &str, body: &str) -> String {
+    format!(
+        "From: <{sender}>\r\nTo: <someone@test.example>\r\nSubject: {subject}\r\n\r\n{body}\r\n"
+    )
+}
+
+/// Sends DATA, the message and the final dot, and returns the reply to the dot.
+fn send_message(session: &mut SmtpSession, message: &str) -> String {
+    let data = session.command("DATA");
+    assert!(data.starts_with("354 "), "DATA: {data}");
+    session.send(message);
+    let reply = session.command(".");
+    session.command("QUIT");
+    reply
+}
+
+/// Returns true when a delivered Maildir file contains `needle`.
+fn delivered(peers: &Peers, needle: &str) -> bool {
+    let Ok(entries) = fs::read_dir(peers.maildir_new()) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| fs::read_to_string(entry.path()).ok())
+        .any(|text| text.contains(needle))
+}
+
+#[test]
+fn milter_killed_mid_message() {
+    let Some(peers) = Peers::from_env("milter_killed_mid_message") else {
+        return;
+    };
+    let _lock = common::lock_peers();
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let config = write_kill_config(dir.path());
+    let polled = poll(&config, &[]);
+    assert_eq!(count(&polled, "indicators"), 1);
+    // The pid and the time keep the senders and subjects of this run apart
+    // from earlier runs' mail in the Maildir and the Postfix log.
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis())
+            .unwrap_or_default()
+    );
+    let listed_body = format!("Download http://{KILL_TEST_DOMAIN}/invoice.zip today.");
+
+    // SIGKILL after RCPT TO: Postfix accepts DATA and the content, then
+    // applies milter_default_action at end of message.
+    let mut daemon = Daemon::start(&config);
+    let before_data = format!("killed-before-data-{run}@sender.example.com");
+    let before_data_subject = format!("e2e milter killed before DATA {run}");
+    let mut session = open_transaction(&before_data);
+    daemon.kill();
+    let reply = send_message(
+        &mut session,
+        &message_text(&before_data, &before_data_subject, &listed_body),
+    );
+    assert_eq!(reply, POSTFIX_TEMPFAIL);
+
+    // SIGKILL after DATA, with half of the message sent.
+    let mut daemon = Daemon::start(&config);
+    let in_data = format!("killed-in-data-{run}@sender.example.com");
+    let in_data_subject = format!("e2e milter killed in DATA {run}");
+    let message = message_text(&in_data, &in_data_subject, &listed_body);
+    let (first_half, second_half) = message.split_at(message.len() / 2);
+    let mut session = open_transaction(&in_data);
+    let data = session.command("DATA");
+    assert!(data.starts_with("354 "), "DATA: {data}");
+    session.send(first_half);
+    daemon.kill();
+    session.send(second_half);
+    let reply = session.command(".");
+    session.command("QUIT");
+    assert_eq!(reply, POSTFIX_TEMPFAIL);
+
+    // Restarted on the same state directory (with the stale control
+    // socket of the killed process), the same transactions get verdicts.
+    let mut daemon = Daemon::start(&config);
+    let clean_sender = format!("clean-after-restart-{run}@sender.example.com");
+    let clean_subject = format!("e2e clean after restart {run}");
+    let mut session = open_transaction(&clean_sender);
+    let reply = send_message(
+        &mut session,
+        &message_text(&clean_sender, &clean_subject, "Nothing listed here."),
+    );
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+
+    let listed_sender = format!("listed-after-restart-{run}@sender.example.com");
+    let mut session = open_transaction(&listed_sender);
+    let reply = send_message(
+        &mut session,
+        &message_text(&listed_sender, "e2e listed after restart", &listed_body),
+    );
+    assert!(
+        reply.starts_with("550 5.7.1 Message rejected: it matches a threat indicator (reference "),
+        "{reply}"
+    );
+    let milter_log = daemon.stop();
+    let rejected = read_match_log(&dir.path().join("matches.jsonl"));
+    assert_eq!(rejected.len(), 1, "{rejected:?}\n{milter_log}");
+    assert_eq!(field(&rejected[0], "verdict"), "reject");
+    assert_eq!(field(&rejected[0], "sender"), listed_sender);
+
+    // Postfix rejected the tempfailed messages before queueing them, so
+    // once the later clean message is delivered, neither can still arrive.
+    let clean = peers.wait_for_delivery(&clean_subject);
+    assert!(clean.is_some(), "the clean message was not delivered");
+    let queue = peers.postqueue();
+    let maillog = fs::read_to_string(peers.maillog()).expect("read the Postfix log");
+    for (sender, subject) in [
+        (&before_data, &before_data_subject),
+        (&in_data, &in_data_subject),
+    ] {
+        assert!(!delivered(&peers, subject), "{subject} was delivered");
+        assert!(!queue.contains(sender.as_str()), "{sender} queued: {queue}");
+        let line = maillog
+            .lines()
+            .find(|line| line.contains(&format!("from=<{sender}>")))
+            .unwrap_or_default();
+        assert!(
+            line.contains(
+                "milter-reject: END-OF-MESSAGE from localhost[127.0.0.1]: 4.7.1 Service unavailable - try again later;"
+            ),
+            "Postfix log for {sender}: {line:?}"
+        );
+    }
 }

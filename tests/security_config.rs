@@ -1,6 +1,7 @@
 //! Security of the installed files: the configuration file permission
-//! warning, the unix milter socket mode set by the daemon, and the systemd
-//! unit's user and hardening options.
+//! warning, the status page and metrics listener on loopback unless
+//! allowed otherwise, the unix milter socket mode set by the daemon, and
+//! the systemd unit's user and hardening options.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -51,12 +52,20 @@ fn write_config(dir: &Path, text: &str, mode: u32) -> PathBuf {
     path
 }
 
-fn permission_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
+/// Returns the configuration's warnings that contain `needle`.
+fn warnings_containing<'a>(
+    config: &'a ioc_milter::config::Config,
+    needle: &str,
+) -> Vec<&'a String> {
     config
         .warnings
         .iter()
-        .filter(|warning| warning.contains("chmod 640"))
+        .filter(|warning| warning.contains(needle))
         .collect()
+}
+
+fn permission_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
+    warnings_containing(config, "chmod 640")
 }
 
 #[test]
@@ -135,6 +144,17 @@ fn readable_without_secret_quiet() {
     assert_eq!(permission_warnings(&config).len(), 0);
 }
 
+/// Runs `ioc-milter check-config` on the configuration at `path`.
+fn check_config(path: &Path) -> std::process::Output {
+    Command::new(BINARY)
+        .arg("--config")
+        .arg(path)
+        .arg("check-config")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_prints_permission_warning() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,19 +162,103 @@ fn check_config_prints_permission_warning() {
         + &taxii_source(&format!("username = \"reader\"\npassword = \"{SECRET}\""));
     let path = write_config(dir.path(), &text, 0o644);
 
-    let output = Command::new(BINARY)
-        .arg("--config")
-        .arg(&path)
-        .arg("check-config")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let output = check_config(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("chmod 640"), "{stdout}");
     assert!(!stdout.contains(SECRET), "{stdout}");
     assert!(!stderr.contains(SECRET), "{stderr}");
+}
+
+/// Parses the base configuration with `http_lines` as its `[http]` section.
+fn parse_with_http(
+    dir: &Path,
+    http_lines: &str,
+) -> Result<ioc_milter::config::Config, ioc_milter::config::ConfigError> {
+    let text = format!("{}\n[http]\n{http_lines}\n", base_toml(dir));
+    ioc_milter::config::parse(&text, &dir.join("ioc-milter.toml"), dir)
+}
+
+fn remote_warnings(config: &ioc_milter::config::Config) -> Vec<&String> {
+    warnings_containing(config, "accepts connections from other hosts")
+}
+
+#[test]
+fn web_listener_defaults_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_toml(dir.path());
+    let config =
+        ioc_milter::config::parse(&text, &dir.path().join("ioc-milter.toml"), dir.path()).unwrap();
+    let listen = config.http.listen.unwrap();
+    assert_eq!(listen, "127.0.0.1:8895".parse().unwrap());
+    assert!(listen.ip().is_loopback());
+    assert_eq!(remote_warnings(&config).len(), 0);
+}
+
+#[test]
+fn web_loopback_addresses_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    for address in ["127.0.0.1:9100", "127.0.0.2:9100", "[::1]:9100"] {
+        let config = parse_with_http(dir.path(), &format!("listen = \"{address}\"")).unwrap();
+        assert_eq!(config.http.listen, Some(address.parse().unwrap()));
+        assert_eq!(remote_warnings(&config).len(), 0, "{address}");
+    }
+}
+
+#[test]
+fn web_remote_address_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    for address in ["0.0.0.0:8895", "192.0.2.1:8895", "[::]:8895"] {
+        let error = parse_with_http(dir.path(), &format!("listen = \"{address}\"")).unwrap_err();
+        assert_eq!(error.key, "http.listen", "{address}");
+        assert_eq!(
+            error.message,
+            format!(
+                "\"{address}\" is not a loopback address; the status page can poll sources, so it listens on loopback unless allow_remote = true"
+            )
+        );
+    }
+}
+
+#[test]
+fn web_allow_remote_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        parse_with_http(dir.path(), "listen = \"0.0.0.0:8895\"\nallow_remote = true").unwrap();
+    assert_eq!(config.http.listen, Some("0.0.0.0:8895".parse().unwrap()));
+    let warnings = remote_warnings(&config);
+    assert_eq!(warnings.len(), 1, "{:?}", config.warnings);
+    let expected = format!(
+        "{}: http.listen: \"0.0.0.0:8895\" accepts connections from other hosts (allow_remote = true); any host that reaches it can read the matches and press Poll Now, Suspend and Resume, so restrict it with a firewall",
+        dir.path().join("ioc-milter.toml").display()
+    );
+    assert_eq!(warnings[0], &expected);
+
+    // allow_remote alone changes nothing for a loopback address.
+    let config = parse_with_http(
+        dir.path(),
+        "listen = \"127.0.0.1:8895\"\nallow_remote = true",
+    )
+    .unwrap();
+    assert_eq!(remote_warnings(&config).len(), 0);
+}
+
+#[test]
+fn check_config_prints_remote_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[http]\nlisten = \"[::]:8895\"\nallow_remote = true\n",
+        base_toml(dir.path())
+    );
+    let path = write_config(dir.path(), &text, 0o600);
+    let output = check_config(&path);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("http.listen: \"[::]:8895\" accepts connections from other hosts"),
+        "{stdout}"
+    );
 }
 
 /// Runs the daemon until its unix socket exists (at most 20 seconds) and

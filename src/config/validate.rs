@@ -279,7 +279,7 @@ impl Validator {
         })
     }
 
-    fn http(&self, raw: super::raw::RawHttp) -> Result<HttpConfig, ConfigError> {
+    fn http(&mut self, raw: super::raw::RawHttp) -> Result<HttpConfig, ConfigError> {
         let text = raw.listen.unwrap_or_else(|| "127.0.0.1:8895".into());
         if text == "off" {
             return Ok(HttpConfig { listen: None });
@@ -296,6 +296,14 @@ impl Validator {
                 format!(
                     "{text:?} is not a loopback address; the status page can poll sources, so it listens on loopback unless allow_remote = true"
                 ),
+            ));
+        }
+        if !address.ip().is_loopback() {
+            // The form token is in the page itself, so it stops other web
+            // sites, not a host that can load the page.
+            self.warnings.push(format!(
+                "{}: http.listen: {text:?} accepts connections from other hosts (allow_remote = true); any host that reaches it can read the matches and press Poll Now, Suspend and Resume, so restrict it with a firewall",
+                self.file.display()
             ));
         }
         Ok(HttpConfig {

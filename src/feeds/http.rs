@@ -46,6 +46,30 @@ pub enum HttpError {
     ApiKey { header: String, reason: String },
     #[error("{url} answered with an empty body; the last good set is kept")]
     Empty { url: String },
+    #[error("response of {url} was cut off after {received} of {expected} bytes (Content-Length); the server or the network closed the connection early")]
+    Truncated {
+        url: String,
+        received: u64,
+        expected: u64,
+    },
+}
+
+/// Returns [`HttpError::Truncated`] when reading a body failed, other than by
+/// a timeout, before the `expected` bytes of its Content-Length arrived.
+pub(super) fn truncated(
+    url: &str,
+    error: &reqwest::Error,
+    received: usize,
+    expected: Option<u64>,
+) -> Option<HttpError> {
+    let expected = expected?;
+    let received = u64::try_from(received).ok()?;
+    let cut_off = !error.is_timeout() && received < expected;
+    cut_off.then(|| HttpError::Truncated {
+        url: url.to_string(),
+        received,
+        expected,
+    })
 }
 
 /// A configured client for one source.
@@ -162,8 +186,11 @@ impl HttpClient {
             }
         }
 
+        let expected = response.content_length();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            truncated(&self.url, &e, body.len(), expected).unwrap_or_else(|| self.request_error(&e))
+        })? {
             let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
             if total > self.max_bytes {
                 return Err(HttpError::TooLarge {

@@ -163,7 +163,9 @@ impl WebClient {
                 Err(HttpError::Status { status, .. }) => {
                     *status >= 500 && Some(*status) != options.no_retry_status
                 }
-                Err(HttpError::Timeout { .. }) | Err(HttpError::Request { .. }) => true,
+                Err(HttpError::Timeout { .. })
+                | Err(HttpError::Request { .. })
+                | Err(HttpError::Truncated { .. }) => true,
                 Err(_) => false,
             };
             if !retryable || attempt >= self.settings.retries {
@@ -269,12 +271,12 @@ impl WebClient {
         {
             return Err(too_large());
         }
+        let expected = response.content_length();
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.request_error(url, &e))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            super::http::truncated(url, &e, body.len(), expected)
+                .unwrap_or_else(|| self.request_error(url, &e))
+        })? {
             let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
             if total > self.max_bytes {
                 return Err(too_large());

@@ -1,4 +1,5 @@
-//! Shared helpers for the end-to-end tests against real peers.
+//! Shared helpers for the tests that run the `ioc-milter` binary, most of
+//! them end-to-end tests against real peers.
 //!
 //! The peers are a private Postfix on 127.0.0.1:2525, whose milter hook is
 //! inet:127.0.0.1:8894, and OpenTAXII on 127.0.0.1:9000.
@@ -13,7 +14,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -290,6 +291,27 @@ password = "any-password"
     path
 }
 
+/// Returns the first sections of a test configuration: the milter on
+/// `milter_addr` (`HOST:PORT`), no status page, and the state directory and
+/// match log under `dir`.
+pub fn config_head(dir: &Path, milter_addr: &str) -> String {
+    format!(
+        r#"[milter]
+listen = "inet:{milter_addr}"
+
+[http]
+listen = "off"
+
+[state]
+directory = "{dir}/state"
+
+[match_log]
+path = "{dir}/matches.jsonl"
+"#,
+        dir = dir.display()
+    )
+}
+
 /// Runs `ioc-milter --config CONFIG ARGS...` to completion.
 pub fn ioc_milter(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
@@ -324,6 +346,83 @@ pub fn read_match_log(path: &Path) -> Vec<Value> {
     }
 }
 
+/// Returns a port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+    listener
+        .local_addr()
+        .expect("local address of the ephemeral listener")
+        .port()
+}
+
+/// Address of the test Postfix's smtpd.
+pub const SMTP_ADDR: &str = "127.0.0.1:2525";
+
+/// A plain SMTP session with the test Postfix, for tests that must act
+/// between two SMTP commands (swaks sends a whole transaction at once).
+pub struct SmtpSession {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl SmtpSession {
+    /// Connects to the test Postfix and reads its 220 greeting.
+    pub fn connect() -> SmtpSession {
+        let stream = TcpStream::connect(SMTP_ADDR).expect("connect to the test Postfix");
+        // Longer than Postfix's milter_content_timeout (60 s in the test
+        // instance), so a slow milter shows as Postfix's reply, not as a
+        // client timeout.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(90)))
+            .expect("set the SMTP read timeout");
+        let writer = stream.try_clone().expect("clone the SMTP stream");
+        let mut session = SmtpSession {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = session.read_reply();
+        assert!(greeting.starts_with("220 "), "greeting: {greeting}");
+        session
+    }
+
+    /// Sends one command line and returns the reply.
+    pub fn command(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n"));
+        self.read_reply()
+    }
+
+    /// Writes `text` as it is (message content after DATA).
+    pub fn send(&mut self, text: &str) {
+        use std::io::Write as _;
+        self.writer
+            .write_all(text.as_bytes())
+            .expect("write to the test Postfix");
+    }
+
+    /// Reads one reply, also a multi-line one (`250-...` up to `250 ...`),
+    /// and returns its lines joined by `\n`.
+    pub fn read_reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        // Postfix's EHLO reply has about a dozen lines.
+        for _ in 0..100 {
+            let mut line = String::new();
+            let read = self
+                .reader
+                .read_line(&mut line)
+                .expect("read a reply from the test Postfix");
+            assert!(read > 0, "Postfix closed the connection after {lines:?}");
+            let line = line.trim_end().to_string();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+        panic!("reply of more than 100 lines: {lines:?}");
+    }
+}
+
 /// Returns true when something accepts TCP connections on `addr`.
 pub fn port_open(addr: &str) -> bool {
     let Ok(addr) = addr.parse::<SocketAddr>() else {
@@ -336,16 +435,25 @@ pub fn port_open(addr: &str) -> bool {
 /// (SIGTERM, then SIGKILL after 10 s).
 pub struct Daemon {
     child: Child,
-    stderr: Option<thread::JoinHandle<String>>,
+    /// Everything the daemon has written to stderr so far.
+    log: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Daemon {
     /// Starts `ioc-milter --config CONFIG run` and waits (at most 30 s) until
     /// the milter port accepts connections.
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_at(config, MILTER_ADDR)
+    }
+
+    /// Starts `ioc-milter --config CONFIG run` for a configuration whose
+    /// milter listens on `milter_addr`, and waits (at most 30 s) until that
+    /// port accepts connections.
+    pub fn start_at(config: &Path, milter_addr: &str) -> Daemon {
         assert!(
-            !port_open(MILTER_ADDR),
-            "{MILTER_ADDR} is already in use: stop the process listening there"
+            !port_open(milter_addr),
+            "{milter_addr} is already in use: stop the process listening there"
         );
         let mut child = Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
             .arg("--config")
@@ -357,11 +465,15 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ioc-milter run");
-        let stderr = child.stderr.take().map(collect_stderr);
-        let mut daemon = Daemon { child, stderr };
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = child
+            .stderr
+            .take()
+            .map(|stderr| collect_stderr(stderr, Arc::clone(&log)));
+        let mut daemon = Daemon { child, log, reader };
 
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !port_open(MILTER_ADDR) {
+        while !port_open(milter_addr) {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!(
                     "ioc-milter run exited with {status} before listening:\n{}",
@@ -370,7 +482,7 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "ioc-milter run did not listen on {MILTER_ADDR} within 30 s:\n{}",
+                    "ioc-milter run did not listen on {milter_addr} within 30 s:\n{}",
                     daemon.stop()
                 );
             }
@@ -383,15 +495,71 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Returns what the daemon has written to stderr so far.
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Returns the length in bytes of the log so far, to pass as `from` to
+    /// [`Daemon::wait_for_log_line`].
+    pub fn log_len(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// Waits (at most `timeout`) until a line of the daemon's stderr after
+    /// byte `from` contains every one of `needles`, and returns that line.
+    pub fn wait_for_log_line(
+        &self,
+        from: usize,
+        needles: &[&str],
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            let found = log
+                .get(from..)
+                .unwrap_or_default()
+                .lines()
+                .find(|line| needles.iter().all(|needle| line.contains(needle)));
+            if let Some(line) = found {
+                return Some(line.to_string());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits in pid_t");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash or the OOM killer would,
+    /// waits for it to exit and returns what it wrote to stderr.
+    pub fn kill(&mut self) -> String {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+        self.finish_log()
+    }
+
     /// Stops the daemon and returns what it wrote to stderr.
     pub fn stop(&mut self) -> String {
         if let Ok(None) = self.child.try_wait() {
-            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-                // SAFETY: kill(2) with a pid of our own child and a valid signal.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
+            self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(10);
             while let Ok(None) = self.child.try_wait() {
                 if Instant::now() > deadline {
@@ -402,10 +570,16 @@ impl Daemon {
             }
             let _ = self.child.wait();
         }
-        self.stderr
-            .take()
-            .and_then(|handle| handle.join().ok())
-            .unwrap_or_default()
+        self.finish_log()
+    }
+
+    /// Waits for the stderr reader to reach the end of the pipe and returns
+    /// the whole log.
+    fn finish_log(&mut self) -> String {
+        if let Some(handle) = self.reader.take() {
+            let _ = handle.join();
+        }
+        self.log()
     }
 }
 
@@ -418,19 +592,22 @@ impl Drop for Daemon {
     }
 }
 
-fn collect_stderr(stderr: ChildStderr) -> thread::JoinHandle<String> {
+/// Appends each line of `stderr` to `log` as it arrives, until the pipe closes.
+fn collect_stderr(stderr: ChildStderr, log: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let mut text = String::new();
         let mut reader = BufReader::new(stderr);
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            text.push_str(&line);
+            log.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push_str(&line);
             line.clear();
         }
         let mut rest = String::new();
         let _ = reader.read_to_string(&mut rest);
-        text.push_str(&rest);
-        text
+        log.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push_str(&rest);
     })
 }
 
