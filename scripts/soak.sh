@@ -19,6 +19,7 @@
 #   --summary FILE      also copy the summary JSON to FILE
 #   --work DIR          working directory (default: new /tmp/ioc-milter-soak.XXXXXX)
 #   --keep              keep the working directory after a passing run
+#   --no-swaps          control run: the index stays at list 0 (no polls)
 #   --no-build          skip `cargo build --release`
 #
 # Messages: the files under $IOC_MILTER_CORPUS/mail/phish when that
@@ -31,9 +32,9 @@
 # RSS growth compares two windows of samples: warm-up (10 to 20 % of the
 # messages done) and end (the last 10 %, plus a sample right after the
 # load), by their maximum and by their median, because each swap briefly
-# holds two lists and two indexes. The fd counts "idle" are taken with no
-# milter connection open: before the load, and after it with the swaps
-# stopped.
+# keeps two lists and two indexes in memory. The fd counts "idle" are
+# taken with no milter connection open: before the load, and after it with
+# the swaps stopped.
 #
 # Exit status 0 when every target is met: all N messages got a verdict,
 # the probe got each expected verdict, RSS grew less than 5 % from warm-up
@@ -53,6 +54,7 @@ SUMMARY_COPY=
 WORK=
 KEEP=0
 BUILD=1
+SWAPS=1
 # Bounds of the background loops: 4 h of swaps or samples at most.
 MAX_LOOP_SECONDS=14400
 LOADGEN_MAX_SECONDS=7200
@@ -72,6 +74,7 @@ while [ $# -gt 0 ]; do
         --summary) SUMMARY_COPY=${2:?--summary needs a file}; shift 2 ;;
         --work) WORK=${2:?--work needs a directory}; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --no-swaps) SWAPS=0; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage ;;
         *) echo "soak: unknown argument $1" >&2; usage ;;
@@ -262,8 +265,10 @@ sampler() {
     done
 }
 
-swapper &
-SWAPPER_PID=$!
+if [ "$SWAPS" = 1 ]; then
+    swapper &
+    SWAPPER_PID=$!
+fi
 sampler &
 SAMPLER_PID=$!
 
@@ -288,7 +293,7 @@ head -n 1 "$WORK/loadgen.out" >&2 || true
 FD_END=$(fd_count)
 RSS_END=$(rss_kib)
 touch "$STOP"
-wait "$SWAPPER_PID" 2>/dev/null || true
+[ -n "$SWAPPER_PID" ] && wait "$SWAPPER_PID" 2>/dev/null || true
 SWAPPER_PID=
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=
@@ -309,7 +314,7 @@ read -r POLLS_REQUESTED POLLS_OK POLLS_FAILED < "$WORK/swapper.count"
 export WORK CSV MESSAGES CONNECTIONS INDICATORS SETS STARTED ENDED LOAD_BEFORE LOAD_AFTER \
     FD_IDLE_BEFORE FD_IDLE_AFTER FD_END RSS_IDLE_BEFORE RSS_IDLE_AFTER RSS_END \
     SWAPS_BEFORE SWAPS_AFTER SWAPS_LOGGED POLLS_REQUESTED POLLS_OK POLLS_FAILED \
-    DAEMON_MESSAGES FALLBACKS MILTER_ERRORS LOADGEN_STATUS MESSAGE_SOURCE
+    DAEMON_MESSAGES FALLBACKS MILTER_ERRORS LOADGEN_STATUS MESSAGE_SOURCE SWAPS
 set +e
 python3 - <<'PY'
 import csv, json, os, sys
@@ -341,7 +346,7 @@ def median(values):
     return ordered[len(ordered) // 2] if ordered else None
 
 
-# Each swap holds the old and the new list and index at once for a moment,
+# Each swap keeps the old and the new list and index for a moment,
 # so single samples swing with the phase of the swap. The windows compare
 # the maximum and the median of the samples instead.
 warm = window(0.1, 0.2) or [int(r["rss_kib"]) for r in rows[1:2]] or [rss_end_point]
@@ -363,7 +368,9 @@ fds = [int(r["fds"]) for r in rows]
 growth = (rss_end - rss_warm) / rss_warm * 100 if rss_warm else 0.0
 duration = float(env["ENDED"]) - float(env["STARTED"])
 swaps = int(env["SWAPS_AFTER"]) - int(env["SWAPS_BEFORE"])
-expected = set(lists["probe_verdict_by_set"])
+# Without swaps the index keeps list 0, so only its verdict is expected.
+swapping = env["SWAPS"] == "1"
+expected = set(lists["probe_verdict_by_set"] if swapping else lists["probe_verdict_by_set"][:1])
 probe = loadgen.get("probe", {})
 summary = {
     "messages_requested": requested,
@@ -371,6 +378,7 @@ summary = {
     "connections": int(env["CONNECTIONS"]),
     "indicators_per_list": int(env["INDICATORS"]),
     "lists": int(env["SETS"]),
+    "swapping": swapping,
     "messages": loadgen.get("messages"),
     "with_verdict": loadgen.get("with_verdict"),
     "no_verdict": loadgen.get("no_verdict"),
