@@ -1,6 +1,6 @@
-//! Helpers shared by the benchmark examples and benches: a deterministic
-//! generator of mixed indicators, a reader of .eml files, and the resident
-//! memory of this process.
+//! Helpers shared by the benchmark examples and benches: deterministic
+//! generators of mixed indicators and of synthetic messages, a reader of
+//! .eml files, and the resident memory of this process.
 //!
 //! Included with `#[path = "..."] mod common;`, so every user compiles its
 //! own copy and some items stay unused in some of them.
@@ -8,6 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
 
 use ioc_milter::extract::ObservableValue;
 use ioc_milter::index::{HashValue, Indicator, IndicatorType, IndicatorValue};
@@ -271,5 +273,58 @@ pub fn stix1_package(count: usize, seed: u64) -> String {
         ));
     }
     out.push_str("</stix:Indicators>\n</stix:STIX_Package>\n");
+    out
+}
+
+/// `count` synthetic messages (RFC 5322, CRLF line ends) for runs without
+/// the corpus: a text part and an HTML part with links to generated hosts,
+/// and on every third message a small base64 attachment. The host names
+/// start with `news-` or `cdn-`, so no generated indicator names them.
+pub fn generated_messages(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(count);
+    for n in 0..count as u64 {
+        let host = format!("news-{}", domain_text(&mut rng, n));
+        let other = format!("cdn-{}", domain_text(&mut rng, n + 1));
+        let word = WORDS[rng.below(WORDS.len() as u64) as usize];
+        let boundary = format!("gen-{n:08x}");
+        let mut message = format!(
+            "From: \"Notice {n}\" <notice{n}@{host}>\r\n\
+             To: alice@test.example\r\n\
+             Subject: Please {word} your account ({n})\r\n\
+             Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n\
+             Message-ID: <gen-{n}@{host}>\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\
+             \r\n\
+             --{boundary}\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\
+             \r\n\
+             Dear customer,\r\n\
+             your {word} session expires today. Sign in at\r\n\
+             https://{host}/{word}/index.php?u={n} or at http://{other}/start\r\n\
+             to keep your mailbox.\r\n\
+             \r\n\
+             --{boundary}\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\
+             \r\n\
+             <html><body><p>Your {word} session expires today.</p>\r\n\
+             <a href=\"https://{host}/{word}/index.php?u={n}\">Sign in</a></body></html>\r\n"
+        );
+        if n % 3 == 0 {
+            let payload: String = (0..6).map(|_| format!("{:016x}", rng.next())).collect();
+            message.push_str(&format!(
+                "\r\n--{boundary}\r\n\
+                 Content-Type: application/octet-stream; name=\"invoice-{n}.bin\"\r\n\
+                 Content-Disposition: attachment; filename=\"invoice-{n}.bin\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\
+                 \r\n\
+                 {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(payload.as_bytes())
+            ));
+        }
+        message.push_str(&format!("--{boundary}--\r\n"));
+        out.push(message.into_bytes());
+    }
     out
 }
