@@ -710,3 +710,27 @@ async fn taxii21_pages_by_date() {
         Some("2026-02-02T00:00:00+00:00".to_string())
     );
 }
+
+#[tokio::test]
+async fn list_replacement_counts_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "192.0.2.1\n192.0.2.2\ngone.example.net\n").unwrap();
+    let feeds = manager(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"l\"\nkind = \"text\"\npath = \"{}\"\n",
+            list.display()
+        ),
+    );
+    let first = feeds.poll("l", None).await.unwrap();
+    assert_eq!(first.counts.added, 3);
+    assert_eq!(first.counts.removed, 0);
+
+    std::fs::write(&list, "192.0.2.1\nnew.example.net\n").unwrap();
+    let second = feeds.poll("l", None).await.unwrap();
+    assert_eq!(second.counts.added, 1);
+    assert_eq!(second.counts.unchanged, 1);
+    assert_eq!(second.counts.removed, 2);
+    assert_eq!(values(&feeds), vec!["192.0.2.1", "new.example.net"]);
+}

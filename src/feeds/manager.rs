@@ -1075,14 +1075,7 @@ fn merge(
                 new_indicators.extend(object.indicators);
             }
         }
-        let before = merged.len();
         merged.retain(|indicator| !replaced.contains(&indicator.id));
-        let dropped = before - merged.len();
-        let returning = new_indicators
-            .iter()
-            .filter(|i| previous.contains(&(i.value.clone(), i.id.clone())))
-            .count();
-        counts.removed = u64::try_from(dropped.saturating_sub(returning)).unwrap_or(0);
     }
     if !fetched.replace_packages.is_empty() {
         merged.retain(|indicator| {
@@ -1094,6 +1087,18 @@ fn merge(
     }
     merged.extend(new_indicators);
     let mut indicators = deduplicate(merged);
+    // Removed: what the feed no longer lists. Entries dropped for their age
+    // below count as expired instead.
+    let listed: HashSet<(&IndicatorValue, &str)> = indicators
+        .iter()
+        .map(|indicator| (&indicator.value, indicator.id.as_str()))
+        .collect();
+    let removed = previous
+        .iter()
+        .filter(|(value, id)| !listed.contains(&(value, id.as_str())))
+        .count();
+    counts.removed = u64::try_from(removed).unwrap_or(u64::MAX);
+    drop(listed);
     counts.expired = fetched.inactive + expire(&mut indicators, config.age, now);
     for indicator in &indicators {
         if previous.contains(&(indicator.value.clone(), indicator.id.clone())) {
