@@ -5,6 +5,13 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BINARY=${1:-$REPO/target/debug/ioc-milter}
+if [ ! -x "$BINARY" ] && [ -z "${1:-}" ]; then
+    BINARY=$REPO/target/release/ioc-milter
+fi
+if [ ! -x "$BINARY" ]; then
+    echo "make-reference: $BINARY not found; run cargo build (or give the binary's path)" >&2
+    exit 1
+fi
 OUT=$REPO/docs/reference.md
 
 section() {

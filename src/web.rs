@@ -33,6 +33,9 @@ pub struct WebState {
     /// Called after a successful poll, to rebuild the index.
     pub on_change: Arc<dyn Fn() + Send + Sync>,
     token: String,
+    /// The `Authorization` header value every request must carry, when a
+    /// password is configured.
+    basic_auth: Option<String>,
 }
 
 impl WebState {
@@ -50,7 +53,17 @@ impl WebState {
             feeds,
             on_change,
             token,
+            basic_auth: None,
         }
+    }
+
+    /// Requires HTTP basic authentication with `username` and `password`
+    /// on every path.
+    pub fn require_basic_auth(&mut self, username: &str, password: &str) {
+        use base64::Engine as _;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        self.basic_auth = Some(format!("Basic {encoded}"));
     }
 }
 
@@ -63,7 +76,44 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sources/{name}/poll", post(poll_now))
         .route("/sources/{name}/suspend", post(suspend))
         .route("/sources/{name}/resume", post(resume))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            check_basic_auth,
+        ))
         .with_state(state)
+}
+
+/// Returns 401 unless the request carries the configured credentials.
+async fn check_basic_auth(
+    State(state): State<Arc<WebState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expected) = &state.basic_auth else {
+        return next.run(request).await;
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| value.as_bytes())
+        .unwrap_or_default();
+    if constant_time_eq(authorization, expected.as_bytes()) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"ioc-milter\"")],
+        "authentication required: give the user name and password from [http] in the configuration\n",
+    )
+        .into_response()
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves the endpoint until `shutdown` completes.

@@ -366,6 +366,11 @@ async fn daemon_serves_milter_and_status() {
 /// Starts `run` on the demo configuration with the milter and status page on
 /// free ports; returns the daemon and the status page's base URL.
 fn start_demo_daemon(dir: &Path) -> (Daemon, u16, String) {
+    start_demo_daemon_with(dir, "")
+}
+
+/// Like [`start_demo_daemon`], with `http_lines` added to `[http]`.
+fn start_demo_daemon_with(dir: &Path, http_lines: &str) -> (Daemon, u16, String) {
     let config_path = write_demo(dir);
     let milter_port = free_port();
     let http_port = free_port();
@@ -375,7 +380,7 @@ fn start_demo_daemon(dir: &Path) -> (Daemon, u16, String) {
     );
     std::fs::write(
         &config_path,
-        format!("{text}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"),
+        format!("{text}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_lines}"),
     )
     .unwrap();
     let child = Command::new(BINARY)
@@ -422,4 +427,65 @@ fn status_page_poll_now_in_browser() {
         after > before,
         "the last poll did not move: {before} -> {after}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("status.password");
+    std::fs::write(&password_file, "status-test-password\n").unwrap();
+    let lines = format!(
+        "username = \"ops\"\npassword_file = \"{}\"\n",
+        password_file.display()
+    );
+    let (_daemon, _milter_port, base) = start_demo_daemon_with(dir.path(), &lines);
+    let http = reqwest::Client::new();
+
+    for path in ["/", "/metrics", "/api/sources"] {
+        let anonymous = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401, "{path}");
+        assert_eq!(
+            anonymous.headers()["www-authenticate"],
+            "Basic realm=\"ioc-milter\""
+        );
+        let wrong = http
+            .get(format!("{base}{path}"))
+            .basic_auth("ops", Some("not-the-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status().as_u16(), 401, "{path}");
+    }
+
+    let page = http
+        .get(&base)
+        .basic_auth("ops", Some("status-test-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    let token = page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+
+    // The page's token alone is not enough without the password.
+    let without_password = http
+        .post(format!("{base}/sources/demo/poll"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_password.status().as_u16(), 401);
+    let poll = http
+        .post(format!("{base}/sources/demo/poll"))
+        .basic_auth("ops", Some("status-test-password"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(poll.status().is_success(), "{:?}", poll.status());
 }

@@ -230,7 +230,7 @@ fn web_allow_remote_warns() {
     let warnings = remote_warnings(&config);
     assert_eq!(warnings.len(), 1, "{:?}", config.warnings);
     let expected = format!(
-        "{}: http.listen: \"0.0.0.0:8895\" accepts connections from other hosts (allow_remote = true); any host that reaches it can read the matches and press Poll Now, Suspend and Resume, so restrict it with a firewall",
+        "{}: http.listen: \"0.0.0.0:8895\" accepts connections from other hosts (allow_remote = true); any host that reaches it can read the matches and press Poll Now, Suspend and Resume, so set http.password_file or restrict it with a firewall",
         dir.path().join("ioc-milter.toml").display()
     );
     assert_eq!(warnings[0], &expected);
@@ -242,6 +242,47 @@ fn web_allow_remote_warns() {
     )
     .unwrap();
     assert_eq!(remote_warnings(&config).len(), 0);
+}
+
+#[test]
+fn web_password_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("status.password");
+    std::fs::write(&password_file, "pw\n").unwrap();
+    let file_line = format!("password_file = \"{}\"", password_file.display());
+
+    let config = parse_with_http(dir.path(), &file_line).unwrap();
+    let auth = config.http.auth.unwrap();
+    assert_eq!(auth.username, "admin");
+    assert_eq!(auth.password.reveal().unwrap(), "pw");
+
+    let config = parse_with_http(
+        dir.path(),
+        "username = \"ops\"\npassword_env = \"STATUS_PW\"",
+    )
+    .unwrap();
+    assert_eq!(config.http.auth.unwrap().username, "ops");
+
+    let error = parse_with_http(dir.path(), "username = \"ops\"").unwrap_err();
+    assert_eq!(error.key, "http.username");
+    assert_eq!(
+        error.message,
+        "a user name needs a password; set password_file or password_env, or remove username"
+    );
+    let both = format!("{file_line}\npassword_env = \"STATUS_PW\"");
+    let error = parse_with_http(dir.path(), &both).unwrap_err();
+    assert_eq!(error.key, "http.password_env");
+
+    // With a password, a remote listener warns about clear text instead.
+    let remote = format!("listen = \"0.0.0.0:8895\"\nallow_remote = true\n{file_line}");
+    let config = parse_with_http(dir.path(), &remote).unwrap();
+    let warnings = remote_warnings(&config);
+    assert_eq!(warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        warnings[0].contains("the password crosses the network in clear text"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[test]

@@ -126,6 +126,22 @@ async fn start_web(
     let Some(address) = config.http.listen else {
         return;
     };
+    // A password that cannot be read keeps the endpoint closed rather than
+    // open without one.
+    let credentials = match &config.http.auth {
+        Some(auth) => match auth.password.reveal() {
+            Ok(password) if !password.is_empty() => Some((auth.username.clone(), password)),
+            Ok(_) => {
+                tracing::error!("the http password is empty; the status page and metrics stay off until it is set");
+                return;
+            }
+            Err(error) => {
+                tracing::error!("cannot read the http password ({error}); the status page and metrics stay off until it can be read");
+                return;
+            }
+        },
+        None => None,
+    };
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -134,11 +150,11 @@ async fn start_web(
         }
     };
     tracing::info!("status page and metrics on http://{address}/");
-    let state = Arc::new(WebState::new(
-        Arc::clone(engine),
-        Arc::clone(feeds),
-        Arc::clone(on_change),
-    ));
+    let mut state = WebState::new(Arc::clone(engine), Arc::clone(feeds), Arc::clone(on_change));
+    if let Some((username, password)) = credentials {
+        state.require_basic_auth(&username, &password);
+    }
+    let state = Arc::new(state);
     let mut stop = shutdown.clone();
     tokio::spawn(async move {
         let stopped = async move {

@@ -88,6 +88,15 @@ pub struct MilterConfig {
 pub struct HttpConfig {
     /// Address to listen on; `None` when the endpoint is off.
     pub listen: Option<SocketAddr>,
+    /// Basic authentication every request must pass, when set.
+    pub auth: Option<HttpAuth>,
+}
+
+/// User name and password of the status endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAuth {
+    pub username: String,
+    pub password: Secret,
 }
 
 /// The `[state]` section.

@@ -23,6 +23,9 @@ pub struct RawConfig {
 pub struct RawHttp {
     pub listen: Option<String>,
     pub allow_remote: Option<bool>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

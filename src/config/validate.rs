@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawSource};
 use super::{
-    ApiKey, Column, Config, CsvSource, FileSource, HttpConfig, HttpSettings, ListSource,
+    ApiKey, Column, Config, CsvSource, FileSource, HttpAuth, HttpConfig, HttpSettings, ListSource,
     ListenAddr, Location, MatchLogConfig, MilterConfig, OtxSource, Secret, SourceConfig,
     SourceKind, StateConfig, Taxii11Source, Taxii21Source,
 };
@@ -280,9 +280,10 @@ impl Validator {
     }
 
     fn http(&mut self, raw: super::raw::RawHttp) -> Result<HttpConfig, ConfigError> {
+        let auth = self.http_auth(&raw)?;
         let text = raw.listen.unwrap_or_else(|| "127.0.0.1:8895".into());
         if text == "off" {
-            return Ok(HttpConfig { listen: None });
+            return Ok(HttpConfig { listen: None, auth });
         }
         let address: SocketAddr = text.parse().map_err(|_| {
             self.error(
@@ -298,17 +299,64 @@ impl Validator {
                 ),
             ));
         }
-        if !address.ip().is_loopback() {
+        if !address.ip().is_loopback() && auth.is_none() {
             // The form token is in the page itself, so it stops other web
             // sites, not a host that can load the page.
             self.warnings.push(format!(
-                "{}: http.listen: {text:?} accepts connections from other hosts (allow_remote = true); any host that reaches it can read the matches and press Poll Now, Suspend and Resume, so restrict it with a firewall",
+                "{}: http.listen: {text:?} accepts connections from other hosts (allow_remote = true); any host that reaches it can read the matches and press Poll Now, Suspend and Resume, so set http.password_file or restrict it with a firewall",
+                self.file.display()
+            ));
+        } else if !address.ip().is_loopback() {
+            self.warnings.push(format!(
+                "{}: http.listen: {text:?} accepts connections from other hosts (allow_remote = true) without TLS, so the password crosses the network in clear text: restrict it with a firewall or use an SSH tunnel",
                 self.file.display()
             ));
         }
         Ok(HttpConfig {
             listen: Some(address),
+            auth,
         })
+    }
+
+    /// Reads `[http] username`, `password_file` and `password_env`.
+    fn http_auth(&mut self, raw: &super::raw::RawHttp) -> Result<Option<HttpAuth>, ConfigError> {
+        let password = match (&raw.password_file, &raw.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    "http.password_env",
+                    "set only one of password_file and password_env (found both)",
+                ))
+            }
+            (Some(path), None) => {
+                let path = self.path(path);
+                if let Err(e) = std::fs::metadata(&path) {
+                    self.warnings.push(format!(
+                        "{}: http.password_file: cannot read {}: {e}; the status endpoint does not start until it exists",
+                        self.file.display(),
+                        path.display()
+                    ));
+                }
+                Secret::File(path)
+            }
+            (None, Some(name)) => Secret::Env(name.clone()),
+            (None, None) => {
+                if raw.username.is_some() {
+                    return Err(self.error(
+                        "http.username",
+                        "a user name needs a password; set password_file or password_env, or remove username",
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        let username = raw.username.clone().unwrap_or_else(|| "admin".into());
+        if username.is_empty() || username.contains(':') {
+            return Err(self.error(
+                "http.username",
+                format!("invalid user name {username:?}; it may not be empty or contain ':'"),
+            ));
+        }
+        Ok(Some(HttpAuth { username, password }))
     }
 
     fn listen(&self, text: &str) -> Result<ListenAddr, ConfigError> {
