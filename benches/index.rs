@@ -1,6 +1,6 @@
 //! Criterion benchmarks: index lookups per observable type (hit and miss)
-//! on 1 million generated indicators, index build time, and STIX 1.x parse
-//! rate. Memory and the 10 million case are in `examples/index_scale.rs`
+//! on 1 million generated indicators, index build time, and STIX 1.x and
+//! STIX 2.1 parse rates. Memory and the 10 million case are in `examples/index_scale.rs`
 //! (one process per size, so resident memory is the index's).
 //!
 //! ```text
@@ -16,6 +16,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ioc_milter::extract::ObservableValue;
 use ioc_milter::feeds::stix1::{self, ParseContext};
+use ioc_milter::feeds::stix2;
 use ioc_milter::index::{IndicatorType, Snapshot};
 
 const INDEX_SIZE: usize = 1_000_000;
@@ -88,5 +89,24 @@ fn stix1_ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups, build, stix1_ingest);
+fn stix2_ingest(c: &mut Criterion) {
+    let bundle = common::stix2_bundle(100_000, 7);
+    let mut group = c.benchmark_group("stix2_parse");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Bytes(bundle.len() as u64));
+    group.bench_function(format!("{}_mb", bundle.len() >> 20), |b| {
+        b.iter(|| {
+            let objects = stix2::parse_document(black_box(&bundle), "bench");
+            black_box(
+                objects
+                    .map(|o| o.into_outcome().indicators.len())
+                    .unwrap_or(0),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups, build, stix1_ingest, stix2_ingest);
 criterion_main!(benches);

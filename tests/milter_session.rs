@@ -32,6 +32,7 @@ struct FakeJudge {
     message_verdict: Verdict,
     delay: Duration,
     panics: bool,
+    envelope_panics: bool,
     seen: Mutex<Vec<Seen>>,
     fallback_reasons: Mutex<Vec<String>>,
 }
@@ -43,6 +44,7 @@ impl FakeJudge {
             message_verdict,
             delay: Duration::ZERO,
             panics: false,
+            envelope_panics: false,
             seen: Mutex::new(Vec::new()),
             fallback_reasons: Mutex::new(Vec::new()),
         }
@@ -65,6 +67,9 @@ impl FakeJudge {
 
 impl Judge for FakeJudge {
     fn judge_envelope(&self, _conn: &ConnectionFacts, envelope: &Envelope) -> Option<Verdict> {
+        if self.envelope_panics {
+            panic!("fake judge panics on purpose at MAIL FROM");
+        }
         let sender = envelope.sender.as_deref().unwrap_or("");
         if sender.starts_with("bad") {
             return self.envelope_verdict.clone();
@@ -493,6 +498,22 @@ async fn judge_timeout_gives_fallback() {
         "reason: {}",
         reasons[0]
     );
+}
+
+#[tokio::test]
+async fn envelope_panic_judged_later() {
+    // The envelope is judged on the connection's task. A panic there must
+    // not end the connection, and the message is still judged at its end.
+    let mut judge = FakeJudge::new(Verdict::accept());
+    judge.envelope_panics = true;
+    let judge = Arc::new(judge);
+    let (mut client, _session) = start(judge.clone(), config()).await;
+    for queue_id in ["4QIDE1", "4QIDE2"] {
+        let (_, replies) = send(&mut client, &message(queue_id, "bob@example.org")).await;
+        assert_eq!(replies, vec![Reply::Accept]);
+    }
+    assert_eq!(judge.seen().len(), 2);
+    assert!(judge.fallback_reasons().is_empty());
 }
 
 #[tokio::test]

@@ -328,3 +328,51 @@ pub fn generated_messages(count: usize, seed: u64) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// Generates a STIX 2.1 bundle with `count` indicator objects of the generated kinds,
+/// one comparison each (`[ipv4-addr:value = '...']` and so on), with the
+/// properties that feeds usually set (name, created, modified, valid_from,
+/// pattern_type, labels).
+pub fn stix2_bundle(count: usize, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut out = String::with_capacity(count * 520 + 256);
+    out.push_str("{\"type\":\"bundle\",\"id\":\"bundle--00000000-0000-4000-8000-000000000000\",\"objects\":[\n");
+    for n in 1..=count as u64 {
+        let (kind, text) = value_text(&mut rng, n);
+        let pattern = match kind {
+            IndicatorType::Ip if text.contains(':') => format!("[ipv6-addr:value = '{text}']"),
+            IndicatorType::Ip => format!("[ipv4-addr:value = '{text}']"),
+            IndicatorType::Domain => format!("[domain-name:value = '{text}']"),
+            IndicatorType::Url => format!("[url:value = '{text}']"),
+            IndicatorType::Hash => {
+                let name = match text.len() {
+                    32 => "MD5",
+                    40 => "'SHA-1'",
+                    _ => "'SHA-256'",
+                };
+                format!("[file:hashes.{name} = '{text}']")
+            }
+            IndicatorType::Email => format!("[email-addr:value = '{text}']"),
+        };
+        if n > 1 {
+            out.push_str(",\n");
+        }
+        out.push_str(&format!(
+            concat!(
+                "{{\"type\":\"indicator\",\"spec_version\":\"2.1\",",
+                "\"id\":\"indicator--{:08x}-0000-4000-8000-{:012x}\",",
+                "\"created\":\"2026-12-01T00:00:00.000Z\",\"modified\":\"2026-12-01T00:00:00.000Z\",",
+                "\"name\":\"{} - generated {}\",\"indicator_types\":[\"malicious-activity\"],",
+                "\"pattern\":\"{}\",\"pattern_type\":\"stix\",",
+                "\"valid_from\":\"2026-12-01T00:00:00Z\",\"labels\":[\"generated\"]}}"
+            ),
+            n >> 48,
+            n,
+            kind,
+            n,
+            pattern
+        ));
+    }
+    out.push_str("\n]}\n");
+    out
+}

@@ -75,9 +75,10 @@ fn message_id() -> String {
 
 /// Parses a TAXII 1.1 Discovery_Response.
 pub fn parse_services(text: &str) -> Result<Vec<Service>, String> {
-    let root = xml::parse_document(text).map_err(|e| e.to_string())?;
-    if root.name != "Discovery_Response" {
-        return Err(status_or_root(&root));
+    let document = xml::parse_document(text).map_err(|e| e.to_string())?;
+    let root = document.root();
+    if root.name() != "Discovery_Response" {
+        return Err(status_or_root(root));
     }
     Ok(root
         .children_named("Service_Instance")
@@ -94,9 +95,10 @@ pub fn parse_services(text: &str) -> Result<Vec<Service>, String> {
 
 /// Parses a TAXII 1.1 Collection_Information_Response.
 pub fn parse_collections(text: &str) -> Result<Vec<Taxii11Collection>, String> {
-    let root = xml::parse_document(text).map_err(|e| e.to_string())?;
-    if root.name != "Collection_Information_Response" {
-        return Err(status_or_root(&root));
+    let document = xml::parse_document(text).map_err(|e| e.to_string())?;
+    let root = document.root();
+    if root.name() != "Collection_Information_Response" {
+        return Err(status_or_root(root));
     }
     Ok(root
         .children_named("Collection")
@@ -119,13 +121,13 @@ pub fn parse_collections(text: &str) -> Result<Vec<Taxii11Collection>, String> {
         .collect())
 }
 
-fn status_or_root(root: &xml::Element) -> String {
-    if root.name == "Status_Message" {
+fn status_or_root(root: xml::Element<'_>) -> String {
+    if root.name() == "Status_Message" {
         let status = root.attr("status_type").unwrap_or("unknown");
         let message = root.child_text("Message").unwrap_or_default();
         return format!("the server answered status {status}: {message}");
     }
-    format!("unexpected answer <{}>", root.name)
+    format!("unexpected answer <{}>", root.name())
 }
 
 async fn taxii11_post(web: &WebClient, url: &str, body: String) -> Result<String, String> {

@@ -97,18 +97,17 @@ impl From<XmlError> for StixError {
 
 /// Parses a STIX 1.x document given as text.
 pub fn parse(input: &str, context: &ParseContext) -> Result<ParseOutcome, StixError> {
-    let root = xml::parse_document(input)?;
-    parse_element(&root, context)
+    let document = xml::parse_document(input)?;
+    parse_element(document.root(), context)
 }
 
 /// Parses a STIX document that is already an element tree (for example the
 /// child of a TAXII `Content` element).
-pub fn parse_element(root: &Element, context: &ParseContext) -> Result<ParseOutcome, StixError> {
-    let mut packages = Vec::new();
-    find_packages(root, &mut packages, 0);
+pub fn parse_element(root: Element<'_>, context: &ParseContext) -> Result<ParseOutcome, StixError> {
+    let packages = find_packages(root);
     let Some(first) = packages.first() else {
         return Err(StixError::NotStix {
-            root: root.name.clone(),
+            root: root.name().to_string(),
         });
     };
 
@@ -123,39 +122,42 @@ pub fn parse_element(root: &Element, context: &ParseContext) -> Result<ParseOutc
     Ok(outcome)
 }
 
-/// Collects packages: `STIX_Package` elements anywhere (the root or inside
-/// a container such as a TAXII message) and the `Package` elements of
-/// `Related_Package`, which MISP exports use.
-fn find_packages<'a>(element: &'a Element, found: &mut Vec<&'a Element>, depth: usize) {
-    if depth > xml::MAX_DEPTH {
-        return;
-    }
-    if element.name == "STIX_Package" {
-        found.push(element);
-    }
-    for child in &element.children {
-        if element.name == "Related_Package" && child.name == "Package" {
-            found.push(child);
-        }
-        find_packages(child, found, depth + 1);
-    }
+/// Collects packages in document order: `STIX_Package` elements anywhere
+/// (the root or inside a container such as a TAXII message) and the
+/// `Package` children of `Related_Package` elements below `root`, which MISP
+/// exports use.
+fn find_packages(root: Element<'_>) -> Vec<Element<'_>> {
+    root.descendants()
+        .enumerate()
+        .filter(|(position, element)| match element.name() {
+            "STIX_Package" => true,
+            "Package" => {
+                *position > 0
+                    && element
+                        .parent()
+                        .is_some_and(|parent| parent.name() == "Related_Package")
+            }
+            _ => false,
+        })
+        .map(|(_, element)| element)
+        .collect()
 }
 
 /// Provenance shared by every indicator of one STIX indicator or package.
 struct Provenance<'a> {
     source: &'a str,
-    id: String,
-    package_id: Option<String>,
-    title: Option<String>,
+    id: &'a str,
+    package_id: Option<&'a str>,
+    title: Option<&'a str>,
     first_seen: DateTime<Utc>,
     valid_until: Option<DateTime<Utc>>,
 }
 
 struct PackageWalk<'a> {
     /// Observables of the package by id, for `idref` references.
-    observables: HashMap<&'a str, &'a Element>,
+    observables: HashMap<&'a str, Element<'a>>,
     /// Observable ids already used by an indicator.
-    used: HashSet<String>,
+    used: HashSet<&'a str>,
     outcome: ParseOutcome,
     /// Number of `idref` references enclosing the observable being walked.
     following: usize,
@@ -173,11 +175,11 @@ struct PackageWalk<'a> {
 const IDREF_VISITS_BASE: usize = 10_000;
 const IDREF_VISITS_PER_OBSERVABLE: usize = 16;
 
-fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
-    let package_id = package.attr("id").map(str::to_string);
+fn parse_package(package: Element<'_>, context: &ParseContext) -> ParseOutcome {
+    let package_id = package.attr("id");
     let package_title = package
         .path(&["STIX_Header", "Title"])
-        .map(|title| title.text.trim().to_string())
+        .map(|title| title.text().trim())
         .filter(|title| !title.is_empty());
     let package_time = package.attr("timestamp").and_then(parse_timestamp);
 
@@ -203,10 +205,7 @@ fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
     if let Some(indicators) = package.child("Indicators") {
         for indicator in indicators.children_named("Indicator") {
             let indicator_time = indicator.attr("timestamp").and_then(parse_timestamp);
-            let title = indicator
-                .child_text("Title")
-                .map(str::to_string)
-                .or_else(|| package_title.clone());
+            let title = indicator.child_text("Title").or(package_title);
             let first_seen = context
                 .timestamp_label
                 .or(indicator_time)
@@ -218,13 +217,12 @@ fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
             let id = indicator
                 .attr("id")
                 .or(observable_id)
-                .or(package_id.as_deref())
-                .unwrap_or_default()
-                .to_string();
+                .or(package_id)
+                .unwrap_or_default();
             let provenance = Provenance {
                 source: &context.source,
                 id,
-                package_id: package_id.clone(),
+                package_id,
                 title,
                 first_seen,
                 valid_until: valid_until(indicator),
@@ -241,16 +239,12 @@ fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
             {
                 continue;
             }
-            let id = observable
-                .attr("id")
-                .or(package_id.as_deref())
-                .unwrap_or_default()
-                .to_string();
+            let id = observable.attr("id").or(package_id).unwrap_or_default();
             let provenance = Provenance {
                 source: &context.source,
                 id,
-                package_id: package_id.clone(),
-                title: package_title.clone(),
+                package_id,
+                title: package_title,
                 first_seen: context
                     .timestamp_label
                     .or(package_time)
@@ -264,7 +258,7 @@ fn parse_package(package: &Element, context: &ParseContext) -> ParseOutcome {
 }
 
 /// Returns the latest `Valid_Time_Position/End_Time` of an indicator.
-fn valid_until(indicator: &Element) -> Option<DateTime<Utc>> {
+fn valid_until(indicator: Element<'_>) -> Option<DateTime<Utc>> {
     indicator
         .children_named("Valid_Time_Position")
         .filter_map(|position| position.child_text("End_Time"))
@@ -273,9 +267,9 @@ fn valid_until(indicator: &Element) -> Option<DateTime<Utc>> {
 }
 
 impl<'a> PackageWalk<'a> {
-    fn indicator(&mut self, indicator: &'a Element, provenance: &Provenance<'_>) {
-        let observables: Vec<&Element> = indicator.children_named("Observable").collect();
-        if observables.is_empty() {
+    fn indicator(&mut self, indicator: Element<'a>, provenance: &Provenance<'_>) {
+        let mut observables = indicator.children_named("Observable").peekable();
+        if observables.peek().is_none() {
             // Composite_Indicator_Expression, test mechanisms (Snort, YARA,
             // OpenIOC) and indicators without an observable.
             self.outcome.counts.unsupported += 1;
@@ -286,7 +280,7 @@ impl<'a> PackageWalk<'a> {
         }
     }
 
-    fn observable(&mut self, observable: &'a Element, provenance: &Provenance<'_>, depth: usize) {
+    fn observable(&mut self, observable: Element<'a>, provenance: &Provenance<'_>, depth: usize) {
         if depth > xml::MAX_DEPTH {
             self.outcome.counts.unsupported += 1;
             return;
@@ -305,7 +299,7 @@ impl<'a> PackageWalk<'a> {
             }
         }
         if let Some(id) = observable.attr("id") {
-            self.used.insert(id.to_string());
+            self.used.insert(id);
         }
 
         if let Some(composition) = observable.child("Observable_Composition") {
@@ -343,7 +337,7 @@ impl<'a> PackageWalk<'a> {
         self.outcome.counts.unsupported += 1;
     }
 
-    fn object(&mut self, object: &Element, provenance: &Provenance<'_>) {
+    fn object(&mut self, object: Element<'_>, provenance: &Provenance<'_>) {
         let Some(properties) = object.child("Properties") else {
             self.outcome.counts.unsupported += 1;
             return;
@@ -371,7 +365,7 @@ impl<'a> PackageWalk<'a> {
         }
     }
 
-    fn address(&mut self, properties: &Element, provenance: &Provenance<'_>) {
+    fn address(&mut self, properties: Element<'_>, provenance: &Provenance<'_>) {
         // CybOX gives `ipv4-addr` as the default category.
         let kind = match properties.attr("category").unwrap_or("ipv4-addr") {
             "ipv4-addr" | "ipv6-addr" | "cidr" | "ipv4-net" | "ipv6-net" => Some(IndicatorType::Ip),
@@ -381,26 +375,19 @@ impl<'a> PackageWalk<'a> {
         self.value_of(properties.child("Address_Value"), kind, provenance);
     }
 
-    fn file(&mut self, properties: &Element, provenance: &Provenance<'_>) {
-        let hashes: Vec<&Element> = properties
+    fn file(&mut self, properties: Element<'_>, provenance: &Provenance<'_>) {
+        let mut hashes = properties
             .child("Hashes")
-            .map(|hashes| hashes.children_named("Hash").collect())
-            .unwrap_or_default();
-        if hashes.is_empty() {
+            .into_iter()
+            .flat_map(|hashes| hashes.children_named("Hash"))
+            .peekable();
+        if hashes.peek().is_none() {
             // File names, sizes and paths alone are not matched.
             self.outcome.counts.unsupported += 1;
             return;
         }
         for hash in hashes {
-            let algorithm = hash
-                .child_text("Type")
-                .map(|name| name.to_ascii_uppercase().replace('-', ""));
-            let expected_digits = match algorithm.as_deref() {
-                Some("MD5") => Some(32),
-                Some("SHA1") => Some(40),
-                Some("SHA256") => Some(64),
-                _ => None,
-            };
+            let expected_digits = hash.child_text("Type").and_then(hex_digits_of);
             let (Some(digits), Some(value)) = (expected_digits, hash.child("Simple_Hash_Value"))
             else {
                 self.outcome.counts.unsupported += 1;
@@ -410,7 +397,7 @@ impl<'a> PackageWalk<'a> {
         }
     }
 
-    fn email_message(&mut self, properties: &Element, provenance: &Provenance<'_>) {
+    fn email_message(&mut self, properties: Element<'_>, provenance: &Provenance<'_>) {
         let mut found = false;
         if let Some(header) = properties.child("Header") {
             for field in ["From", "Sender"] {
@@ -427,7 +414,7 @@ impl<'a> PackageWalk<'a> {
 
     fn value_of(
         &mut self,
-        value: Option<&Element>,
+        value: Option<Element<'_>>,
         kind: Option<IndicatorType>,
         provenance: &Provenance<'_>,
     ) {
@@ -441,13 +428,13 @@ impl<'a> PackageWalk<'a> {
     /// `##comma##` list and normalizes each item.
     fn values(
         &mut self,
-        element: &Element,
+        element: Element<'_>,
         kind: IndicatorType,
         hex_digits: Option<usize>,
         provenance: &Provenance<'_>,
     ) {
         let condition_ok = matches!(element.attr("condition"), None | Some("Equals"));
-        let text = element.text.trim();
+        let text = element.text().trim();
         let is_list = text.contains(LIST_SEPARATOR);
         let apply_ok = !is_list || matches!(element.attr("apply_condition"), None | Some("ANY"));
         if !condition_ok || !apply_ok {
@@ -466,15 +453,36 @@ impl<'a> PackageWalk<'a> {
                 Ok(value) => self.outcome.indicators.push(Indicator {
                     value,
                     source: provenance.source.to_string(),
-                    id: provenance.id.clone(),
-                    package_id: provenance.package_id.clone(),
-                    title: provenance.title.clone(),
+                    id: provenance.id.to_string(),
+                    package_id: provenance.package_id.map(str::to_string),
+                    title: provenance.title.map(str::to_string),
                     first_seen: Some(provenance.first_seen),
                     valid_until: provenance.valid_until,
                 }),
                 Err(_) => self.outcome.counts.invalid += 1,
             }
         }
+    }
+}
+
+/// Returns the number of hex digits of a digest by its algorithm name: MD5,
+/// SHA1 or SHA256 in any case, with dashes ignored (`sha-256`).
+fn hex_digits_of(algorithm: &str) -> Option<usize> {
+    let is = |expected: &str| {
+        algorithm
+            .bytes()
+            .filter(|byte| *byte != b'-')
+            .map(|byte| byte.to_ascii_uppercase())
+            .eq(expected.bytes())
+    };
+    if is("MD5") {
+        Some(32)
+    } else if is("SHA1") {
+        Some(40)
+    } else if is("SHA256") {
+        Some(64)
+    } else {
+        None
     }
 }
 

@@ -136,12 +136,13 @@ pub fn parse_response(
     url: &str,
     context: &ParseContext,
 ) -> Result<PollResponse, TaxiiError> {
-    let root = xml::parse_document(body).map_err(|error| TaxiiError::Xml {
+    let document = xml::parse_document(body).map_err(|error| TaxiiError::Xml {
         url: url.to_string(),
         error,
     })?;
+    let root = document.root();
 
-    match root.name.as_str() {
+    match root.name() {
         "Status_Message" => {
             return Err(TaxiiError::Status {
                 url: url.to_string(),
@@ -177,7 +178,7 @@ pub fn parse_response(
 
     let mut hasher = Sha256::new();
     for block in root.children_named("Content_Block") {
-        if let Some(raw) = body.get(block.start..block.end) {
+        if let Some(raw) = body.get(block.span()) {
             hasher.update(raw.as_bytes());
         }
         response.blocks.push(content_block(block, context));
@@ -186,7 +187,7 @@ pub fn parse_response(
     Ok(response)
 }
 
-fn content_block(block: &Element, context: &ParseContext) -> ContentBlock {
+fn content_block(block: Element<'_>, context: &ParseContext) -> ContentBlock {
     let timestamp_label = block
         .child_text("Timestamp_Label")
         .and_then(parse_timestamp);
@@ -201,12 +202,12 @@ fn content_block(block: &Element, context: &ParseContext) -> ContentBlock {
 
     let parsed = match block.child("Content") {
         None => Err("content block has no Content element".to_string()),
-        Some(content) if !content.children.is_empty() => {
+        Some(content) if content.has_children() => {
             stix1::parse_element(content, &block_context).map_err(|e| e.to_string())
         }
         Some(content) => {
             // Escaped text: the STIX document is the text of Content.
-            let text = content.text.trim();
+            let text = content.text().trim();
             if text.starts_with('<') {
                 stix1::parse(text, &block_context).map_err(|e| e.to_string())
             } else {
@@ -376,8 +377,9 @@ mod tests {
     #[test]
     fn fulfillment_has_part() {
         let body = poll_fulfillment("8", "c", "42", 2);
-        let root = xml::parse_document(&body).unwrap();
-        assert_eq!(root.name, "Poll_Fulfillment");
+        let document = xml::parse_document(&body).unwrap();
+        let root = document.root();
+        assert_eq!(root.name(), "Poll_Fulfillment");
         assert_eq!(root.attr("result_id"), Some("42"));
         assert_eq!(root.attr("result_part_number"), Some("2"));
     }
