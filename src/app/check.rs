@@ -213,7 +213,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_lookup(value: &ObservableValue, found: &[&crate::index::Indicator]) {
+fn print_lookup(value: &ObservableValue, found: &[crate::index::IndicatorRef]) {
     if found.is_empty() {
         println!("{} {value}: no indicator matches", value.kind());
         return;
