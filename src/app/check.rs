@@ -231,12 +231,10 @@ fn print_lookup(value: &ObservableValue, found: &[crate::index::IndicatorRef]) {
             indicator.id,
             indicator
                 .package_id
-                .as_deref()
                 .map(|p| format!(", package {p}"))
                 .unwrap_or_default(),
             indicator
                 .title
-                .as_deref()
                 .map(|t| format!(", {t:?}"))
                 .unwrap_or_default()
         );
