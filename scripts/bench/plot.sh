@@ -41,8 +41,8 @@ if os.path.exists(os.path.join(d, "postfix.txt")):
         with open(os.path.join(t, f"pf-{label}.dat"), "w") as f:
             for s in sorted(points):
                 f.write(f"{s} {points[s]}\n")
-# index_scale.jsonl: the snapshot that cloned every Indicator;
-# index_scale_compact.jsonl: the compact store
+# index_scale.jsonl is the snapshot that cloned every Indicator, and
+# index_scale_compact.jsonl is the compact store.
 for name, out in (("index_scale.jsonl", "mem.dat"), ("index_scale_compact.jsonl", "mem-compact.dat")):
     if os.path.exists(os.path.join(d, name)):
         with open(os.path.join(t, out), "w") as f:
