@@ -41,11 +41,14 @@ if os.path.exists(os.path.join(d, "postfix.txt")):
         with open(os.path.join(t, f"pf-{label}.dat"), "w") as f:
             for s in sorted(points):
                 f.write(f"{s} {points[s]}\n")
-if os.path.exists(os.path.join(d, "index_scale.jsonl")):
-    with open(os.path.join(t, "mem.dat"), "w") as f:
-        for line in open(os.path.join(d, "index_scale.jsonl")):
-            r = json.loads(line)
-            f.write(f"{r['indicators']} {r['rss_mib']} {r['build_s']}\n")
+# index_scale.jsonl is the snapshot that cloned every Indicator, and
+# index_scale_compact.jsonl is the compact store.
+for name, out in (("index_scale.jsonl", "mem.dat"), ("index_scale_compact.jsonl", "mem-compact.dat")):
+    if os.path.exists(os.path.join(d, name)):
+        with open(os.path.join(t, out), "w") as f:
+            for line in open(os.path.join(d, name)):
+                r = json.loads(line)
+                f.write(f"{r['indicators']} {r['rss_mib']} {r['build_s']}\n")
 PY
 
 plots=""
@@ -95,8 +98,9 @@ set ytics nomirror
 set y2tics
 set key left top
 set grid
-plot '$T/mem.dat' using (\$1/1e6):2 with linespoints title 'resident memory', \
-     '$T/mem.dat' using (\$1/1e6):3 axes x1y2 with linespoints title 'build time'
+plot '$T/mem.dat' using (\$1/1e6):2 with linespoints title 'resident memory, cloned indicators', \
+     '$T/mem.dat' using (\$1/1e6):3 axes x1y2 with linespoints title 'build time, cloned indicators'$(
+  [ -f "$T/mem-compact.dat" ] && printf '%s' ", '$T/mem-compact.dat' using (\$1/1e6):2 with linespoints title 'resident memory, compact store', '$T/mem-compact.dat' using (\$1/1e6):3 axes x1y2 with linespoints title 'build time, compact store'")
 GP
 fi
 ls -la "$D"/*.png

@@ -213,7 +213,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_lookup(value: &ObservableValue, found: &[&crate::index::Indicator]) {
+fn print_lookup(value: &ObservableValue, found: &[crate::index::IndicatorRef]) {
     if found.is_empty() {
         println!("{} {value}: no indicator matches", value.kind());
         return;
@@ -231,12 +231,10 @@ fn print_lookup(value: &ObservableValue, found: &[&crate::index::Indicator]) {
             indicator.id,
             indicator
                 .package_id
-                .as_deref()
                 .map(|p| format!(", package {p}"))
                 .unwrap_or_default(),
             indicator
                 .title
-                .as_deref()
                 .map(|t| format!(", {t:?}"))
                 .unwrap_or_default()
         );

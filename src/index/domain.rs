@@ -3,65 +3,70 @@
 //! own name only.
 //!
 //! A lookup walks the observable's parent names (`a.b.example.net`,
-//! `b.example.net`, `example.net`, `net`) and probes the exact-name map once
+//! `b.example.net`, `example.net`, `net`) and probes the name table once
 //! per label, so `notevil.example.net` never matches `evil.example.net`.
 
-use super::indicator::{Indicator, IndicatorValue};
-use super::snapshot::TextKeys;
+use super::store::Store;
+use super::table::{KeyHasher, KeyTable};
 
 #[derive(Debug, Default)]
 pub(crate) struct DomainIndex {
-    names: TextKeys,
-    /// Per indicator id: matches its own name only. Empty when no source
-    /// uses exact-host matching.
-    exact_only: Vec<bool>,
+    pub(crate) names: KeyTable,
 }
 
 impl DomainIndex {
-    /// Builds the index from `(normalized domain, indicator id, exact host
-    /// only)` entries.
-    pub(crate) fn build<'a>(
-        entries: impl IntoIterator<Item = (&'a str, u32, bool)>,
-    ) -> DomainIndex {
-        let mut exact_only = Vec::new();
-        let mut names = Vec::new();
-        for (name, id, exact) in entries {
-            if exact {
-                let position = id as usize;
-                if exact_only.len() <= position {
-                    exact_only.resize(position + 1, false);
-                }
-                exact_only[position] = true;
-            }
-            names.push((name, id));
-        }
-        DomainIndex {
-            names: TextKeys::build(names),
-            exact_only,
-        }
-    }
-
-    /// Appends the ids of indicators for `name` or any of its parents, the
-    /// most specific first. `name` must be in normal form (lowercase IDNA).
-    pub(crate) fn lookup(&self, indicators: &[Indicator], name: &str, out: &mut Vec<u32>) {
+    /// Calls `visit` with the records for `name` or any of its parents, the
+    /// most specific first. `name` must be in normal form (lowercase IDNA),
+    /// except that ASCII capitals are folded when `fold_case` is set.
+    #[inline]
+    pub(crate) fn lookup(
+        &self,
+        store: &Store,
+        hasher: &KeyHasher,
+        name: &str,
+        fold_case: bool,
+        mut visit: impl FnMut(u32),
+    ) {
         let name = name.strip_suffix('.').unwrap_or(name);
         let mut suffix = name;
         loop {
             let is_parent = suffix.len() != name.len();
-            self.names.lookup(suffix, out, |id| {
-                let exact_only = self.exact_only.get(id as usize).copied().unwrap_or(false);
-                if is_parent && exact_only {
-                    return false;
-                }
-                matches!(
-                    indicators.get(id as usize).map(|i| &i.value),
-                    Some(IndicatorValue::Domain(d)) if d == suffix
-                )
-            });
+            if let Some(first) = find_text(&self.names, store, hasher, suffix, fold_case) {
+                store.each_of_key(first, |record| {
+                    if !(is_parent && store.exact_only(record)) {
+                        visit(record);
+                    }
+                });
+            }
             match suffix.split_once('.') {
                 Some((_, parent)) if !parent.is_empty() => suffix = parent,
                 _ => break,
             }
         }
     }
+}
+
+/// Returns the first record whose stored text equals `text`, with ASCII
+/// capitals of `text` folded when `fold_case` is set.
+#[inline]
+pub(crate) fn find_text(
+    table: &KeyTable,
+    store: &Store,
+    hasher: &KeyHasher,
+    text: &str,
+    fold_case: bool,
+) -> Option<u32> {
+    let text = text.as_bytes();
+    table.find(hasher.text(text, fold_case), |record| {
+        let stored = store.value_bytes(record);
+        if fold_case {
+            stored.len() == text.len()
+                && stored
+                    .iter()
+                    .zip(text)
+                    .all(|(s, t)| *s == t.to_ascii_lowercase())
+        } else {
+            stored == text
+        }
+    })
 }

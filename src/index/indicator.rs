@@ -145,15 +145,67 @@ impl IndicatorValue {
 
 impl fmt::Display for IndicatorValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_value_ref().fmt(f)
+    }
+}
+
+impl IndicatorValue {
+    /// Borrows the value as a [`ValueRef`].
+    pub fn as_value_ref(&self) -> ValueRef<'_> {
         match self {
-            IndicatorValue::Ip(net) if net.prefix_len() == net.max_prefix_len() => {
+            IndicatorValue::Ip(net) => ValueRef::Ip(*net),
+            IndicatorValue::Domain(d) => ValueRef::Domain(d),
+            IndicatorValue::Url(u) => ValueRef::Url(u),
+            IndicatorValue::Hash(h) => ValueRef::Hash(*h),
+            IndicatorValue::Email(e) => ValueRef::Email(e),
+        }
+    }
+}
+
+/// A borrowed [`IndicatorValue`], as a snapshot stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueRef<'a> {
+    Ip(IpNet),
+    Domain(&'a str),
+    Url(&'a str),
+    Hash(HashValue),
+    Email(&'a str),
+}
+
+impl ValueRef<'_> {
+    pub fn kind(&self) -> IndicatorType {
+        match self {
+            ValueRef::Ip(_) => IndicatorType::Ip,
+            ValueRef::Domain(_) => IndicatorType::Domain,
+            ValueRef::Url(_) => IndicatorType::Url,
+            ValueRef::Hash(_) => IndicatorType::Hash,
+            ValueRef::Email(_) => IndicatorType::Email,
+        }
+    }
+
+    /// Copies the value into an owned [`IndicatorValue`].
+    pub fn to_value(&self) -> IndicatorValue {
+        match *self {
+            ValueRef::Ip(net) => IndicatorValue::Ip(net),
+            ValueRef::Domain(d) => IndicatorValue::Domain(d.to_string()),
+            ValueRef::Url(u) => IndicatorValue::Url(u.to_string()),
+            ValueRef::Hash(h) => IndicatorValue::Hash(h),
+            ValueRef::Email(e) => IndicatorValue::Email(e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ValueRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueRef::Ip(net) if net.prefix_len() == net.max_prefix_len() => {
                 write!(f, "{}", net.addr())
             }
-            IndicatorValue::Ip(net) => write!(f, "{net}"),
-            IndicatorValue::Domain(d) => f.write_str(d),
-            IndicatorValue::Url(u) => f.write_str(u),
-            IndicatorValue::Hash(h) => write!(f, "{h}"),
-            IndicatorValue::Email(e) => f.write_str(e),
+            ValueRef::Ip(net) => write!(f, "{net}"),
+            ValueRef::Domain(d) => f.write_str(d),
+            ValueRef::Url(u) => f.write_str(u),
+            ValueRef::Hash(h) => write!(f, "{h}"),
+            ValueRef::Email(e) => f.write_str(e),
         }
     }
 }
@@ -198,5 +250,45 @@ impl Indicator {
 
     pub fn kind(&self) -> IndicatorType {
         self.value.kind()
+    }
+}
+
+/// An indicator borrowed from a [`crate::index::Snapshot`], which stores
+/// indicators in a compact form and not as [`Indicator`] values. The
+/// fields mean what the fields of [`Indicator`] of the same name mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndicatorRef<'a> {
+    pub value: ValueRef<'a>,
+    pub source: &'a str,
+    pub id: &'a str,
+    pub package_id: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl IndicatorRef<'_> {
+    pub fn kind(&self) -> IndicatorType {
+        self.value.kind()
+    }
+
+    /// Copies the indicator into an owned [`Indicator`].
+    pub fn to_indicator(&self) -> Indicator {
+        Indicator {
+            value: self.value.to_value(),
+            source: self.source.to_string(),
+            id: self.id.to_string(),
+            package_id: self.package_id.map(str::to_string),
+            title: self.title.map(str::to_string),
+            first_seen: self.first_seen,
+            valid_until: self.valid_until,
+        }
+    }
+}
+
+/// Serializes like the equal [`Indicator`].
+impl Serialize for IndicatorRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_indicator().serialize(serializer)
     }
 }

@@ -1,80 +1,152 @@
 //! IP index: exact addresses and CIDR networks, IPv4 and IPv6.
 //!
 //! Networks are grouped by prefix length. For each prefix length present in
-//! the indicators, a hash map goes from the masked network address to the
-//! indicator ids. A lookup costs one hash probe per distinct prefix length
-//! (at most 33 for IPv4 and 129 for IPv6). It returns every containing
-//! network, the most specific first.
+//! the indicators, a key table goes from the masked network address to the
+//! first record of that network. A lookup costs one hash probe per distinct
+//! prefix length (at most 33 for IPv4 and 129 for IPv6). For IPv4, a
+//! 512 KiB summary of the lengths in each /16 block skips the lengths that
+//! have no network in the address's block. It returns every containing network, the most
+//! specific first.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::normalize::fold_mapped_ipv4;
-use super::snapshot::{group_postings, Postings};
+use super::store::{decode_ip, Store};
+use super::table::{KeyHasher, KeyTable};
 
+/// One key table per prefix length, longest first, so a probe for a
+/// prefix length with few networks stays in a small table that the cache
+/// keeps.
 #[derive(Debug, Default)]
 pub(crate) struct IpIndex {
-    /// Prefix lengths present among IPv4 networks, longest first.
-    v4_prefixes: Vec<u8>,
-    /// Prefix lengths present among IPv6 networks, longest first.
-    v6_prefixes: Vec<u8>,
-    v4: Postings<(u8, u32)>,
-    v6: Postings<(u8, u128)>,
+    v4: Vec<(u8, KeyTable)>,
+    v4_blocks: V4Blocks,
+    v6: Vec<(u8, KeyTable)>,
 }
 
-impl IpIndex {
-    /// Builds the index from `(network, indicator id)` pairs.
-    pub(crate) fn build(entries: impl IntoIterator<Item = (IpNet, u32)>) -> IpIndex {
-        let mut v4_pairs = Vec::new();
-        let mut v6_pairs = Vec::new();
-        for (net, id) in entries {
-            match net.trunc() {
-                IpNet::V4(net) => {
-                    v4_pairs.push(((net.prefix_len(), u32::from(net.network())), id));
-                }
-                IpNet::V6(net) => {
-                    v6_pairs.push(((net.prefix_len(), u128::from(net.network())), id));
-                }
-            }
+/// The IPv4 prefix lengths worth probing for an address, as bits: for each
+/// /16 block, the lengths of the networks of /16 or longer inside it.
+/// Networks shorter than /16 span whole blocks, so their lengths are
+/// probed for every address.
+#[derive(Debug, Default)]
+pub(crate) struct V4Blocks {
+    /// 65,536 entries, or none before the first network of /16 or longer.
+    by_block: Box<[u64]>,
+    always: u64,
+}
+
+impl V4Blocks {
+    pub(crate) fn add(&mut self, len: u8, network: u32) {
+        let bit = 1u64 << len.min(32);
+        if len < 16 {
+            self.always |= bit;
+            return;
         }
-        let v4_prefixes = distinct_prefixes(v4_pairs.iter().map(|((len, _), _)| *len));
-        let v6_prefixes = distinct_prefixes(v6_pairs.iter().map(|((len, _), _)| *len));
-        IpIndex {
-            v4_prefixes,
-            v6_prefixes,
-            v4: group_postings(v4_pairs),
-            v6: group_postings(v6_pairs),
+        if self.by_block.is_empty() {
+            self.by_block = vec![0; 1 << 16].into_boxed_slice();
+        }
+        if let Some(lengths) = self.by_block.get_mut((network >> 16) as usize) {
+            *lengths |= bit;
         }
     }
 
-    /// Appends the ids of every network that contains `addr`, the longest
-    /// prefix first. An IPv4-mapped IPv6 address is looked up as IPv4.
-    pub(crate) fn lookup(&self, addr: IpAddr, out: &mut Vec<u32>) {
+    #[inline]
+    fn lengths_for(&self, addr: u32) -> u64 {
+        let in_block = self.by_block.get((addr >> 16) as usize).copied();
+        self.always | in_block.unwrap_or(0)
+    }
+}
+
+/// Hashes the key of a network.
+pub(crate) fn hash_key(hasher: &KeyHasher, net: &IpNet) -> u64 {
+    match net.trunc() {
+        IpNet::V4(net) => hasher.v4(net.prefix_len(), u32::from(net.network())),
+        IpNet::V6(net) => hasher.v6(net.prefix_len(), u128::from(net.network())),
+    }
+}
+
+impl IpIndex {
+    /// Builds the index from key tables indexed by prefix length, one
+    /// list per address family. Empty tables are left out.
+    pub(crate) fn new(v4: Vec<KeyTable>, v4_blocks: V4Blocks, v6: Vec<KeyTable>) -> IpIndex {
+        let longest_first = |tables: Vec<KeyTable>| {
+            let mut tables: Vec<(u8, KeyTable)> = tables
+                .into_iter()
+                .enumerate()
+                .filter(|(_, table)| !table.is_empty())
+                .map(|(len, table)| (len as u8, table))
+                .collect();
+            tables.reverse();
+            tables
+        };
+        IpIndex {
+            v4: longest_first(v4),
+            v4_blocks,
+            v6: longest_first(v6),
+        }
+    }
+
+    /// Calls `visit` with the records of every network that contains
+    /// `addr`, the longest prefix first. An IPv4-mapped IPv6 address is
+    /// looked up as IPv4.
+    #[inline]
+    pub(crate) fn lookup(
+        &self,
+        store: &Store,
+        hasher: &KeyHasher,
+        addr: IpAddr,
+        mut visit: impl FnMut(u32),
+    ) {
         match fold_mapped_ipv4(addr) {
             IpAddr::V4(v4) => {
                 let bits = u32::from(v4);
-                for &len in &self.v4_prefixes {
-                    let key = (len, bits & mask_v4(len));
-                    out.extend_from_slice(self.v4.get(&key));
+                let present = self.v4_blocks.lengths_for(bits);
+                for (len, table) in &self.v4 {
+                    let len = *len;
+                    if present & (1u64 << len) == 0 {
+                        continue;
+                    }
+                    let network = bits & mask_v4(len);
+                    let is_key = |record: u32| {
+                        matches!(decode_ip(store.value_bytes(record)),
+                            Some(IpNet::V4(net)) if net.prefix_len() == len
+                                && u32::from(net.network()) == network)
+                    };
+                    if let Some(first) = table.find(hasher.v4(len, network), is_key) {
+                        store.each_of_key(first, &mut visit);
+                    }
                 }
             }
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
-                for &len in &self.v6_prefixes {
-                    let key = (len, bits & mask_v6(len));
-                    out.extend_from_slice(self.v6.get(&key));
+                for (len, table) in &self.v6 {
+                    let len = *len;
+                    let network = bits & mask_v6(len);
+                    let is_key = |record: u32| {
+                        matches!(decode_ip(store.value_bytes(record)),
+                            Some(IpNet::V6(net)) if net.prefix_len() == len
+                                && u128::from(net.network()) == network)
+                    };
+                    if let Some(first) = table.find(hasher.v6(len, network), is_key) {
+                        store.each_of_key(first, &mut visit);
+                    }
                 }
             }
         }
     }
-}
 
-fn distinct_prefixes(lengths: impl Iterator<Item = u8>) -> Vec<u8> {
-    let mut prefixes: Vec<u8> = lengths.collect();
-    prefixes.sort_unstable_by(|a, b| b.cmp(a));
-    prefixes.dedup();
-    prefixes
+    /// Bytes held by the tables, for memory reports.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let tables: usize = self
+            .v4
+            .iter()
+            .chain(&self.v6)
+            .map(|(_, table)| table.heap_bytes())
+            .sum();
+        tables + std::mem::size_of_val(&*self.v4_blocks.by_block)
+    }
 }
 
 fn mask_v4(len: u8) -> u32 {
@@ -93,20 +165,6 @@ fn mask_v6(len: u8) -> u128 {
 mod tests {
     use super::*;
 
-    fn net(text: &str) -> IpNet {
-        text.parse().unwrap()
-    }
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
-
-    fn found(index: &IpIndex, addr: &str) -> Vec<u32> {
-        let mut out = Vec::new();
-        index.lookup(ip(addr), &mut out);
-        out
-    }
-
     #[test]
     fn masks_edges() {
         assert_eq!(mask_v4(0), 0);
@@ -114,26 +172,5 @@ mod tests {
         assert_eq!(mask_v4(32), u32::MAX);
         assert_eq!(mask_v6(0), 0);
         assert_eq!(mask_v6(128), u128::MAX);
-    }
-
-    #[test]
-    fn nested_networks_longest_first() {
-        let index = IpIndex::build([
-            (net("198.51.100.0/24"), 0),
-            (net("198.51.100.7/32"), 1),
-            (net("0.0.0.0/0"), 2),
-            (net("2001:db8::/32"), 3),
-        ]);
-        assert_eq!(found(&index, "198.51.100.7"), vec![1, 0, 2]);
-        assert_eq!(found(&index, "198.51.100.8"), vec![0, 2]);
-        assert_eq!(found(&index, "203.0.113.1"), vec![2]);
-        assert_eq!(found(&index, "2001:db8:1::5"), vec![3]);
-        assert_eq!(found(&index, "2001:db9::5"), Vec::<u32>::new());
-    }
-
-    #[test]
-    fn mapped_address_folds() {
-        let index = IpIndex::build([(net("192.0.2.0/28"), 0)]);
-        assert_eq!(found(&index, "::ffff:192.0.2.9"), vec![0]);
     }
 }

@@ -2,14 +2,15 @@
 //! indicator set and swapped in atomically.
 
 pub mod allowlist;
+mod build;
 mod domain;
-mod hash;
 pub mod indicator;
 mod ip;
 pub mod normalize;
 pub mod snapshot;
-mod url;
+mod store;
+mod table;
 
 pub use allowlist::{Allowlist, Suppression};
-pub use indicator::{HashValue, Indicator, IndicatorType, IndicatorValue};
+pub use indicator::{HashValue, Indicator, IndicatorRef, IndicatorType, IndicatorValue, ValueRef};
 pub use snapshot::{BuildOptions, BuildReport, Match, Snapshot};

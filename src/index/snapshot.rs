@@ -1,21 +1,23 @@
 //! The immutable index snapshot.
 //!
-//! Every indicator is stored once in `indicators`. The per-type indexes hold
-//! `u32` positions into that vector, grouped in one shared id vector per
-//! index, so a value seen by several sources costs one key and a few ids.
+//! Indicators are stored once, in the compact [`Store`]. A value seen by
+//! several sources is one key in a key table and a chain of records. URLs, hashes and email addresses match their key exactly. The
+//! host of a URL indicator is not added to the domain index, so a URL
+//! indicator never matches other URLs on its host. MD5, SHA-1 and SHA-256
+//! digests differ in length, so they never compare equal across
+//! algorithms.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::allowlist::{is_public_suffix, Allowlist, Suppression};
-use super::domain::DomainIndex;
-use super::hash::HashIndex;
-use super::indicator::{Indicator, IndicatorType, IndicatorValue};
+use super::allowlist::{Allowlist, Suppression};
+use super::build;
+use super::domain::{find_text, DomainIndex};
+use super::indicator::{Indicator, IndicatorRef, IndicatorType};
 use super::ip::IpIndex;
-use super::url::UrlIndex;
+use super::store::Store;
+use super::table::{KeyHasher, KeyTable};
 use crate::extract::{Observable, ObservableValue};
 
 /// One observable that matched one indicator.
@@ -90,13 +92,14 @@ impl BuildReport {
 /// An immutable index over the indicators of every source.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    indicators: Vec<Indicator>,
-    report: BuildReport,
-    ips: IpIndex,
-    domains: DomainIndex,
-    urls: UrlIndex,
-    hashes: HashIndex,
-    emails: TextKeys,
+    pub(super) store: Store,
+    pub(super) report: BuildReport,
+    pub(super) hasher: KeyHasher,
+    pub(super) ips: IpIndex,
+    pub(super) domains: DomainIndex,
+    pub(super) urls: KeyTable,
+    pub(super) hashes: KeyTable,
+    pub(super) emails: KeyTable,
 }
 
 impl Snapshot {
@@ -118,79 +121,11 @@ impl Snapshot {
         indicators: impl IntoIterator<Item = &'a Indicator>,
         options: &BuildOptions,
     ) -> Snapshot {
-        let mut candidates: Vec<&'a Indicator> = indicators.into_iter().collect();
-        if u32::try_from(candidates.len()).is_err() {
-            tracing::warn!(
-                count = candidates.len(),
-                "more indicators than u32::MAX, the rest are not indexed; split the sources"
-            );
-            candidates.truncate(u32::MAX as usize);
-        }
-        let keep = first_occurrences(&candidates);
-        let mut report = BuildReport::default();
-        let mut stored: Vec<Indicator> = Vec::with_capacity(candidates.len());
-        for (indicator, keep) in candidates.iter().zip(keep) {
-            if !keep {
-                continue;
-            }
-            match suppression(&indicator.value, options) {
-                Some(reason) => {
-                    let per_reason = match report.suppressed.get_mut(indicator.source.as_str()) {
-                        Some(per_reason) => per_reason,
-                        None => report
-                            .suppressed
-                            .entry(indicator.source.clone())
-                            .or_default(),
-                    };
-                    *per_reason.entry(reason).or_insert(0) += 1;
-                }
-                None => stored.push((*indicator).clone()),
-            }
-        }
-        drop(candidates);
-        if report.suppressed_total() > 0 {
-            tracing::debug!(
-                suppressed = report.suppressed_total(),
-                "left allowlisted and public-suffix indicators out of the index"
-            );
-        }
-
-        // The ids fit in u32 because of the check above.
-        let numbered = || stored.iter().enumerate().map(|(id, i)| (id as u32, i));
-        let ips = IpIndex::build(numbered().filter_map(|(id, i)| match &i.value {
-            IndicatorValue::Ip(net) => Some((*net, id)),
-            _ => None,
-        }));
-        let exact_sources = &options.exact_host_sources;
-        let domains = DomainIndex::build(numbered().filter_map(|(id, i)| match &i.value {
-            IndicatorValue::Domain(d) => Some((d.as_str(), id, exact_sources.contains(&i.source))),
-            _ => None,
-        }));
-        let urls = UrlIndex::build(numbered().filter_map(|(id, i)| match &i.value {
-            IndicatorValue::Url(u) => Some((u.as_str(), id)),
-            _ => None,
-        }));
-        let hashes = HashIndex::build(numbered().filter_map(|(id, i)| match &i.value {
-            IndicatorValue::Hash(h) => Some((*h, id)),
-            _ => None,
-        }));
-        let emails = TextKeys::build(numbered().filter_map(|(id, i)| match &i.value {
-            IndicatorValue::Email(e) => Some((e.as_str(), id)),
-            _ => None,
-        }));
-        Snapshot {
-            indicators: stored,
-            report,
-            ips,
-            domains,
-            urls,
-            hashes,
-            emails,
-        }
+        build::build(indicators, options)
     }
 
     pub fn len(&self) -> usize {
-        self.indicators.len()
+        self.store.len()
     }
 
     /// Returns the counts of indicators the build left out, per source.
@@ -199,13 +134,24 @@ impl Snapshot {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.indicators.is_empty()
+        self.store.len() == 0
+    }
+
+    /// Estimates the heap bytes of the snapshot: records, arenas and key
+    /// tables, without allocator overhead.
+    pub fn heap_bytes(&self) -> usize {
+        self.store.heap_bytes()
+            + self.ips.heap_bytes()
+            + self.domains.names.heap_bytes()
+            + self.urls.heap_bytes()
+            + self.hashes.heap_bytes()
+            + self.emails.heap_bytes()
     }
 
     pub fn counts_by_type(&self) -> BTreeMap<IndicatorType, usize> {
         let mut counts = BTreeMap::new();
-        for indicator in &self.indicators {
-            *counts.entry(indicator.kind()).or_insert(0) += 1;
+        for (_, kind, count) in self.store.counts() {
+            *counts.entry(kind).or_insert(0) += count;
         }
         counts
     }
@@ -213,12 +159,12 @@ impl Snapshot {
     /// Counts the stored indicators per source name and type.
     pub fn counts_by_source(&self) -> BTreeMap<String, BTreeMap<IndicatorType, usize>> {
         let mut counts: BTreeMap<String, BTreeMap<IndicatorType, usize>> = BTreeMap::new();
-        for indicator in &self.indicators {
-            let per_type = match counts.get_mut(indicator.source.as_str()) {
+        for (source, kind, count) in self.store.counts() {
+            let per_type = match counts.get_mut(source) {
                 Some(per_type) => per_type,
-                None => counts.entry(indicator.source.clone()).or_default(),
+                None => counts.entry(source.to_string()).or_default(),
             };
-            *per_type.entry(indicator.kind()).or_insert(0) += 1;
+            *per_type.entry(kind).or_insert(0) += count;
         }
         counts
     }
@@ -227,30 +173,12 @@ impl Snapshot {
     /// network that contains it, the longest prefix first. A domain matches
     /// the indicators of the name and of its parents, the most specific
     /// first. URLs, hashes and email addresses match exactly. Domains and
-    /// email addresses are compared in lowercase.
-    pub fn lookup(&self, value: &ObservableValue) -> Vec<&Indicator> {
-        let mut ids = Vec::new();
-        match value {
-            ObservableValue::Ip(addr) => self.ips.lookup(*addr, &mut ids),
-            ObservableValue::Domain(name) => {
-                let name = name.to_ascii_lowercase();
-                self.domains.lookup(&self.indicators, &name, &mut ids);
-            }
-            ObservableValue::Url(url) => self.urls.lookup(&self.indicators, url, &mut ids),
-            ObservableValue::Hash(digest) => self.hashes.lookup(digest, &mut ids),
-            ObservableValue::Email(address) => {
-                let address = address.to_lowercase();
-                self.emails.lookup(&address, &mut ids, |id| {
-                    matches!(
-                        self.indicators.get(id as usize).map(|i| &i.value),
-                        Some(IndicatorValue::Email(e)) if *e == address
-                    )
-                });
-            }
-        }
-        ids.iter()
-            .filter_map(|&id| self.indicators.get(id as usize))
-            .collect()
+    /// email addresses are compared in lowercase. Indicators of one value
+    /// keep their input order.
+    pub fn lookup(&self, value: &ObservableValue) -> Vec<IndicatorRef<'_>> {
+        let mut found = Vec::new();
+        self.visit(value, |record| found.push(self.store.get(record)));
+        found
     }
 
     /// Looks up every observable; one [`Match`] per observable and matching
@@ -258,269 +186,142 @@ impl Snapshot {
     pub fn matches(&self, observables: &[Observable]) -> Vec<Match> {
         let mut found = Vec::new();
         for observable in observables {
-            for indicator in self.lookup(&observable.value) {
+            self.visit(&observable.value, |record| {
                 found.push(Match {
                     observable: observable.clone(),
-                    indicator: indicator.clone(),
+                    indicator: self.store.get(record).to_indicator(),
                 });
-            }
+            });
         }
         found
     }
-}
 
-/// Returns why `value` is left out of a snapshot built with `options`, if
-/// it is.
-fn suppression(value: &IndicatorValue, options: &BuildOptions) -> Option<Suppression> {
-    if options.allowlist.contains(value) {
-        return Some(Suppression::Allowlist);
-    }
-    match value {
-        IndicatorValue::Domain(name)
-            if options.suppress_public_suffixes && is_public_suffix(name) =>
-        {
-            Some(Suppression::PublicSuffix)
-        }
-        _ => None,
-    }
-}
-
-/// Marks the first occurrence of each indicator identity (value, source, id
-/// and package id) in `indicators`. Sorting identity hashes keeps memory
-/// access sequential, which is faster than a hash set for millions of
-/// indicators.
-fn first_occurrences(indicators: &[&Indicator]) -> Vec<bool> {
-    let hasher = RandomState::new();
-    let identity = |i: &Indicator| hasher.hash_one((&i.value, &i.source, &i.id, &i.package_id));
-    let mut keyed: Vec<(u64, u32)> = indicators
-        .iter()
-        .enumerate()
-        .map(|(position, i)| (identity(i), position as u32))
-        .collect();
-    // Within one hash, positions sort ascending, so the first occurrence is
-    // met first.
-    keyed.sort_unstable();
-
-    let same = |a: &Indicator, b: &Indicator| {
-        a.value == b.value && a.source == b.source && a.id == b.id && a.package_id == b.package_id
-    };
-    let mut keep = vec![true; indicators.len()];
-    let mut run_start = 0;
-    while run_start < keyed.len() {
-        let hash = keyed[run_start].0;
-        let run_end = keyed[run_start..]
-            .iter()
-            .position(|(h, _)| *h != hash)
-            .map_or(keyed.len(), |offset| run_start + offset);
-        let run = &keyed[run_start..run_end];
-        for (index, &(_, position)) in run.iter().enumerate() {
-            let current = indicators[position as usize];
-            let repeated = run[..index].iter().any(|&(_, earlier)| {
-                keep[earlier as usize] && same(indicators[earlier as usize], current)
-            });
-            if repeated {
-                keep[position as usize] = false;
+    /// Calls `visit` with the record of every indicator `value` matches, in
+    /// the order [`Snapshot::lookup`] returns them.
+    fn visit(&self, value: &ObservableValue, mut visit: impl FnMut(u32)) {
+        let store = &self.store;
+        let hasher = &self.hasher;
+        let first = match value {
+            ObservableValue::Ip(addr) => {
+                self.ips.lookup(store, hasher, *addr, visit);
+                return;
             }
-        }
-        run_start = run_end;
-    }
-    keep
-}
-
-/// A map from a key to a list of indicator ids. Each key stores a
-/// `(start, length)` range into one shared id vector, in place of a separate
-/// allocation per key.
-#[derive(Debug)]
-pub(crate) struct Postings<K> {
-    ranges: HashMap<K, (u32, u32), MixState>,
-    ids: Vec<u32>,
-}
-
-impl<K> Default for Postings<K> {
-    fn default() -> Self {
-        Postings {
-            ranges: HashMap::default(),
-            ids: Vec::new(),
-        }
-    }
-}
-
-/// Hasher of the postings tables: a multiply-rotate mix of 64-bit words
-/// with a random key per table, finished with the SplitMix64 finalizer.
-///
-/// An IPv4 lookup probes one table per prefix length in the index, so
-/// SipHash (std's default) was most of its time. The keys here are short
-/// integers, digests, or text hashes that are already keyed SipHash
-/// outputs ([`TextKeys`]). The random key keeps feed values from choosing
-/// collisions without knowing it.
-/// NOTE: unlike SipHash, this mix is not a keyed PRF, so an attacker who
-/// could observe lookup timing might still learn enough to build slow keys.
-#[derive(Debug, Clone)]
-pub(crate) struct MixState {
-    key: u64,
-}
-
-impl Default for MixState {
-    fn default() -> Self {
-        MixState {
-            key: RandomState::new().hash_one(0x1f0c_5eed_u64),
-        }
-    }
-}
-
-impl BuildHasher for MixState {
-    type Hasher = Mix;
-
-    fn build_hasher(&self) -> Mix {
-        Mix(self.key)
-    }
-}
-
-pub(crate) struct Mix(u64);
-
-impl Hasher for Mix {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            if let Some(head) = word.get_mut(..chunk.len()) {
-                head.copy_from_slice(chunk);
+            ObservableValue::Domain(name) => {
+                let fold_case = has_ascii_capitals(name);
+                self.domains.lookup(store, hasher, name, fold_case, visit);
+                return;
             }
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, value: u8) {
-        self.write_u64(u64::from(value));
-    }
-
-    fn write_u32(&mut self, value: u32) {
-        self.write_u64(u64::from(value));
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0 ^ value)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .rotate_left(26);
-    }
-
-    fn write_u128(&mut self, value: u128) {
-        self.write_u64(value as u64);
-        self.write_u64((value >> 64) as u64);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.write_u64(value as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-impl<K: Hash + Eq> Postings<K> {
-    /// Returns the ids stored for `key`, in build order.
-    pub(crate) fn get(&self, key: &K) -> &[u32] {
-        match self.ranges.get(key) {
-            Some(&(start, len)) => self
-                .ids
-                .get(start as usize..start as usize + len as usize)
-                .unwrap_or(&[]),
-            None => &[],
+            ObservableValue::Url(url) => find_text(&self.urls, store, hasher, url, false),
+            ObservableValue::Hash(digest) => {
+                let bytes = digest.as_bytes();
+                self.hashes.find(hasher.digest(bytes), |record| {
+                    store.value_bytes(record) == bytes
+                })
+            }
+            ObservableValue::Email(address) if address.is_ascii() => {
+                let fold_case = has_ascii_capitals(address);
+                find_text(&self.emails, store, hasher, address, fold_case)
+            }
+            ObservableValue::Email(address) => {
+                // Full Unicode lowercase, as normalization does. Only
+                // non-ASCII addresses pay for the copy.
+                let address = address.to_lowercase();
+                find_text(&self.emails, store, hasher, &address, false)
+            }
+        };
+        if let Some(first) = first {
+            store.each_of_key(first, &mut visit);
         }
     }
 }
 
-/// Groups `(key, id)` pairs into [`Postings`]. Within a key, ids keep their
-/// order.
-pub(crate) fn group_postings<K: Hash + Eq + Ord + Copy>(mut pairs: Vec<(K, u32)>) -> Postings<K> {
-    pairs.sort_unstable();
-    let mut ranges: HashMap<K, (u32, u32), MixState> = HashMap::default();
-    let mut ids = Vec::with_capacity(pairs.len());
-    for (key, id) in pairs {
-        // Positions fit in u32 because ids are u32 and each id appears once.
-        let position = ids.len() as u32;
-        ids.push(id);
-        ranges
-            .entry(key)
-            .and_modify(|range: &mut (u32, u32)| range.1 += 1)
-            .or_insert((position, 1));
-    }
-    ranges.shrink_to_fit();
-    Postings { ranges, ids }
-}
-
-/// Text keys indexed by their 64-bit hash, so the text itself is stored only
-/// once, in the indicator. Different texts with the same hash share a list,
-/// and every lookup filters the candidates by comparing the stored value.
-/// The hasher has random keys per snapshot, so feed values cannot be chosen
-/// to collide.
-#[derive(Debug, Default)]
-pub(crate) struct TextKeys {
-    hasher: RandomState,
-    postings: Postings<u64>,
-}
-
-impl TextKeys {
-    pub(crate) fn build<'a>(entries: impl IntoIterator<Item = (&'a str, u32)>) -> TextKeys {
-        let hasher = RandomState::new();
-        let pairs = entries
-            .into_iter()
-            .map(|(text, id)| (hasher.hash_one(text), id))
-            .collect();
-        TextKeys {
-            postings: group_postings(pairs),
-            hasher,
-        }
-    }
-
-    /// Appends the ids stored under `text` for which `is_equal` holds.
-    pub(crate) fn lookup(&self, text: &str, out: &mut Vec<u32>, is_equal: impl Fn(u32) -> bool) {
-        let key = self.hasher.hash_one(text);
-        out.extend(
-            self.postings
-                .get(&key)
-                .iter()
-                .copied()
-                .filter(|&id| is_equal(id)),
-        );
-    }
+fn has_ascii_capitals(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::HashValue;
+    use crate::index::{HashValue, IndicatorValue};
 
     fn indicator(kind: IndicatorType, text: &str, source: &str, id: &str) -> Indicator {
         Indicator::new(IndicatorValue::parse(kind, text).unwrap(), source, id)
     }
 
-    fn ids(found: Vec<&Indicator>) -> Vec<String> {
+    fn ids(found: Vec<IndicatorRef>) -> Vec<String> {
         found
             .iter()
             .map(|i| format!("{}/{}", i.source, i.id))
             .collect()
     }
 
-    #[test]
-    fn postings_group_by_key() {
-        let postings = group_postings(vec![(7u8, 2), (3, 0), (7, 1)]);
-        assert_eq!(postings.get(&7), &[1, 2]);
-        assert_eq!(postings.get(&3), &[0]);
-        assert_eq!(postings.get(&9), &[] as &[u32]);
+    fn ip(text: &str) -> ObservableValue {
+        ObservableValue::Ip(text.parse().unwrap())
     }
 
     #[test]
-    fn mix_hash_keyed() {
-        let a = MixState { key: 1 };
-        let b = MixState { key: 2 };
-        let key = (24u8, 0xc633_6400u32);
-        assert_eq!(a.hash_one(key), MixState { key: 1 }.hash_one(key));
-        assert_ne!(a.hash_one(key), b.hash_one(key));
-        assert_ne!(a.hash_one(key), a.hash_one((25u8, 0xc633_6400u32)));
+    fn nested_networks_longest_first() {
+        let a = indicator(IndicatorType::Ip, "198.51.100.0/24", "otx", "0");
+        let b = indicator(IndicatorType::Ip, "198.51.100.7/32", "otx", "1");
+        let c = indicator(IndicatorType::Ip, "0.0.0.0/0", "otx", "2");
+        let d = indicator(IndicatorType::Ip, "2001:db8::/32", "otx", "3");
+        let snapshot = Snapshot::build_with([&a, &b, &c, &d], &BuildOptions::keep_all());
+        let found = |addr: &str| ids(snapshot.lookup(&ip(addr)));
+        assert_eq!(found("198.51.100.7"), ["otx/1", "otx/0", "otx/2"]);
+        assert_eq!(found("198.51.100.8"), ["otx/0", "otx/2"]);
+        assert_eq!(found("203.0.113.1"), ["otx/2"]);
+        assert_eq!(found("2001:db8:1::5"), ["otx/3"]);
+        assert_eq!(found("2001:db9::5"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn mapped_address_folds() {
+        let a = indicator(IndicatorType::Ip, "192.0.2.0/28", "otx", "0");
+        let snapshot = Snapshot::build_with([&a], &BuildOptions::keep_all());
+        assert_eq!(ids(snapshot.lookup(&ip("::ffff:192.0.2.9"))), ["otx/0"]);
+    }
+
+    #[test]
+    fn host_bits_share_network_key() {
+        let mut a = indicator(IndicatorType::Ip, "192.0.2.0/24", "otx", "1");
+        let b = indicator(IndicatorType::Ip, "192.0.2.0/24", "misp", "2");
+        let c = indicator(IndicatorType::Ip, "192.0.2.0/24", "otx", "3");
+        // Built by hand, not parsed, so the host bits stay set.
+        a.value = IndicatorValue::Ip("192.0.2.5/24".parse().unwrap());
+        let snapshot = Snapshot::build_with([&a, &b, &c], &BuildOptions::keep_all());
+        let found = snapshot.lookup(&ip("192.0.2.200"));
+        assert_eq!(ids(found.clone()), ["otx/1", "misp/2", "otx/3"]);
+        assert_eq!(found[0].value.to_string(), "192.0.2.5/24");
+    }
+
+    #[test]
+    fn domain_and_email_fold_case() {
+        let a = indicator(IndicatorType::Domain, "evil.example.net", "otx", "1");
+        let b = indicator(IndicatorType::Email, "bad@evil.example.net", "otx", "2");
+        let snapshot = Snapshot::build([&a, &b]);
+        let domain = ObservableValue::Domain("WWW.Evil.Example.NET.".into());
+        assert_eq!(ids(snapshot.lookup(&domain)), ["otx/1"]);
+        let email = ObservableValue::Email("Bad@EVIL.example.net".into());
+        assert_eq!(ids(snapshot.lookup(&email)), ["otx/2"]);
+    }
+
+    #[test]
+    fn lookup_keeps_provenance() {
+        let mut a = indicator(IndicatorType::Url, "http://evil.example.net/x", "otx", "1");
+        a.package_id = Some("package-1".into());
+        a.title = Some("Phishing kit".into());
+        a.first_seen = Some("2026-01-02T03:04:05.5Z".parse().unwrap());
+        let snapshot = Snapshot::build([&a]);
+        let value = ObservableValue::Url("http://evil.example.net/x".into());
+        let found = snapshot.lookup(&value);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].to_indicator(), a);
+        let observable = Observable {
+            kind: IndicatorType::Url,
+            value,
+            location: crate::extract::Location::Helo,
+        };
+        assert_eq!(snapshot.matches(&[observable])[0].indicator, a);
     }
 
     #[test]
