@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Through a real Postfix, one run: smtp-source into the benchmark instance
 # (postfix.sh, 127.0.0.1:2625, delivering to a Maildir) without a milter,
-# with ioc-milter (1M indicators) over TCP and over a unix socket, and with
+# with the accept-all floor (accept_milter, 127.0.0.1:8995), with
+# ioc-milter (1M indicators) over TCP and over a unix socket, and with
 # rspamd's milter when it is up, at 1, 4 and 16 sessions. OUT gets one
 # line per point. BEFORE=path runs an older bench_milter build too (over
-# TCP), to show a fix.
+# TCP), to show a fix. N1, N4 and N16 set the message count per point
+# (default 200, 800, 2000; at most 5000).
 #
 #   scripts/bench/postfix-run.sh OUT [INDICATORS]
 set -euo pipefail
@@ -25,9 +27,9 @@ wait_port() {
 
 points() { # label milter-spec
     "$PF" milter "$2"
-    LABEL=$1 "$PF" send 200 1 | tee -a "$OUT"
-    LABEL=$1 "$PF" send 800 4 | tee -a "$OUT"
-    LABEL=$1 "$PF" send 2000 16 | tee -a "$OUT"
+    LABEL=$1 "$PF" send "${N1:-200}" 1 | tee -a "$OUT"
+    LABEL=$1 "$PF" send "${N4:-800}" 4 | tee -a "$OUT"
+    LABEL=$1 "$PF" send "${N16:-2000}" 16 | tee -a "$OUT"
 }
 
 points none ""
@@ -41,6 +43,9 @@ fi
 "$BIN/bench_milter" --listen "unix:$SOCK" --indicators "$INDICATORS" --max-seconds 900 2>/dev/null & PIDS+=($!)
 wait_port 8994
 for _ in $(seq 1 600); do [ -S "$SOCK" ] && break; sleep 0.1; done
+"$BIN/accept_milter" inet:127.0.0.1:8995 900 2>/dev/null & PIDS+=($!)
+wait_port 8995
+points floor-tcp inet:127.0.0.1:8995
 points ioc-tcp inet:127.0.0.1:8994
 points ioc-unix "unix:$SOCK"
 if (exec 3<>/dev/tcp/127.0.0.1/11332) 2>/dev/null; then
