@@ -1,6 +1,22 @@
 //! Transfer decodings done again from a part's raw body, where the way mail
 //! clients decode differs from mail-parser's.
 
+/// Marks a byte outside the base64 alphabet in [`BASE64_VALUES`].
+const NOT_BASE64: u8 = 0xff;
+
+/// The 6-bit value of each base64 alphabet byte, [`NOT_BASE64`] for the
+/// rest (`=` included).
+const BASE64_VALUES: [u8; 256] = {
+    let mut table = [NOT_BASE64; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut index = 0;
+    while index < alphabet.len() {
+        table[alphabet[index] as usize] = index as u8;
+        index += 1;
+    }
+    table
+};
+
 /// Decodes base64 as Python's `email` package and common mail clients do:
 /// characters outside the alphabet (white space, stray symbols) are
 /// skipped, missing padding is tolerated, and padding that completes a
@@ -10,22 +26,37 @@ pub(crate) fn decode_base64_lenient(raw: &[u8]) -> Vec<u8> {
     let mut group = [0u8; 4];
     let mut filled = 0;
     let mut pads = 0;
-    for &byte in raw {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' if filled >= 2 => {
+    let mut position = 0;
+    while position < raw.len() {
+        // Fast path: four alphabet bytes at a group boundary, which is most
+        // of a body written in lines of 76 characters.
+        if filled == 0 {
+            while let Some(&[a, b, c, d]) = raw.get(position..position + 4) {
+                let values = [a, b, c, d].map(|byte| BASE64_VALUES[usize::from(byte)]);
+                if values.iter().any(|&value| value == NOT_BASE64) {
+                    break;
+                }
+                out.push((values[0] << 2) | (values[1] >> 4));
+                out.push((values[1] << 4) | (values[2] >> 2));
+                out.push((values[2] << 6) | values[3]);
+                position += 4;
+            }
+            if position >= raw.len() {
+                break;
+            }
+        }
+        let byte = raw[position];
+        position += 1;
+        let value = BASE64_VALUES[usize::from(byte)];
+        if value == NOT_BASE64 {
+            if byte == b'=' && filled >= 2 {
                 pads += 1;
                 if filled + pads >= 4 {
                     break;
                 }
-                continue;
             }
-            _ => continue,
-        };
+            continue;
+        }
         pads = 0;
         group[filled] = value;
         filled += 1;
@@ -94,6 +125,73 @@ mod tests {
         assert_eq!(decode_base64_lenient(b"YW=Jj"), b"abc");
         assert_eq!(decode_base64_lenient(b"YWJjZ"), b"abc");
         assert_eq!(decode_base64_lenient(b"!*\x00"), b"");
+    }
+
+    /// The byte-at-a-time decoder the fast path replaced, kept to check
+    /// that both give the same bytes.
+    fn reference_decode(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut group = [0u8; 4];
+        let mut filled = 0;
+        let mut pads = 0;
+        for &byte in raw {
+            let value = match byte {
+                b'A'..=b'Z' => byte - b'A',
+                b'a'..=b'z' => byte - b'a' + 26,
+                b'0'..=b'9' => byte - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' if filled >= 2 => {
+                    pads += 1;
+                    if filled + pads >= 4 {
+                        break;
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            pads = 0;
+            group[filled] = value;
+            filled += 1;
+            if filled == 4 {
+                out.push((group[0] << 2) | (group[1] >> 4));
+                out.push((group[1] << 4) | (group[2] >> 2));
+                out.push((group[2] << 6) | group[3]);
+                filled = 0;
+            }
+        }
+        if filled >= 2 {
+            out.push((group[0] << 2) | (group[1] >> 4));
+        }
+        if filled == 3 {
+            out.push((group[1] << 4) | (group[2] >> 2));
+        }
+        out
+    }
+
+    #[test]
+    fn base64_fast_path_matches_reference() {
+        // Inputs mixing alphabet bytes with line breaks, spaces, stray
+        // symbols and padding at every offset, from a fixed xorshift.
+        let pieces: &[&[u8]] = &[
+            b"QUJD", b"ZGVm", b"\r\n", b" ", b"=", b"==", b"Zg", b"!", b"x", b"\t",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5_000 {
+            let mut input = Vec::new();
+            for _ in 0..(state % 40) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                input.extend_from_slice(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            assert_eq!(
+                decode_base64_lenient(&input),
+                reference_decode(&input),
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
     }
 
     #[test]
