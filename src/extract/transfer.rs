@@ -33,7 +33,7 @@ pub(crate) fn decode_base64_lenient(raw: &[u8]) -> Vec<u8> {
         if filled == 0 {
             while let Some(&[a, b, c, d]) = raw.get(position..position + 4) {
                 let values = [a, b, c, d].map(|byte| BASE64_VALUES[usize::from(byte)]);
-                if values.iter().any(|&value| value == NOT_BASE64) {
+                if values.contains(&NOT_BASE64) {
                     break;
                 }
                 out.push((values[0] << 2) | (values[1] >> 4));
@@ -127,8 +127,8 @@ mod tests {
         assert_eq!(decode_base64_lenient(b"!*\x00"), b"");
     }
 
-    /// The byte-at-a-time decoder the fast path replaced, kept to check
-    /// that both give the same bytes.
+    /// Decodes byte by byte, as the code before the fast path did, to
+    /// check that both give the same bytes.
     fn reference_decode(raw: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut group = [0u8; 4];
