@@ -260,12 +260,7 @@ async fn daemon_serves_milter_and_status() {
         page.contains("invoice.pdf.exe") || page.contains("hash f83012bc"),
         "{page}"
     );
-    let token = page
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let token = form_token(&page);
     let forged = http
         .post(format!("{base}/sources/demo/poll"))
         .form(&[("token", "not-the-token")])
@@ -361,6 +356,15 @@ async fn daemon_serves_milter_and_status() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Returns the form token embedded in the status page.
+fn form_token(page: &str) -> String {
+    page.split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string()
 }
 
 /// Starts `run` on the demo configuration with the milter and status page on
@@ -465,12 +469,7 @@ async fn status_page_password() {
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
     let page = page.text().await.unwrap();
-    let token = page
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let token = form_token(&page);
 
     // The page's token alone is not enough without the password.
     let without_password = http

@@ -210,19 +210,26 @@ impl Drop for Daemon {
     }
 }
 
-#[test]
-fn commands_reach_daemon() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ioc-milter.toml"), config_text(dir.path())).unwrap();
+/// Starts `run` on the configuration in `dir` and waits for its control
+/// socket.
+fn start_daemon(dir: &Path) -> Daemon {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
         .arg("--config")
-        .arg(dir.path().join("ioc-milter.toml"))
+        .arg(dir.join("ioc-milter.toml"))
         .arg("run")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _daemon = Daemon(child);
-    assert!(wait_for(&dir.path().join("state/control.sock")));
+    let daemon = Daemon(child);
+    assert!(wait_for(&dir.join("state/control.sock")));
+    daemon
+}
+
+#[test]
+fn commands_reach_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ioc-milter.toml"), config_text(dir.path())).unwrap();
+    let _daemon = start_daemon(dir.path());
 
     let output = ioc_milter(dir.path(), &["suspend", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "list: suspended\n");
@@ -353,15 +360,7 @@ fn suppressed_counts_with_and_without_daemon() {
         String::from_utf8_lossy(&offline.stdout)
     );
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
-        .arg("--config")
-        .arg(dir.path().join("ioc-milter.toml"))
-        .arg("run")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
-    assert!(wait_for(&dir.path().join("state/control.sock")));
+    let _daemon = start_daemon(dir.path());
     let live = ioc_milter(dir.path(), &["sources"]);
     assert!(
         String::from_utf8_lossy(&live.stdout).ends_with(line),
