@@ -5,7 +5,7 @@
 //! cargo run --release --example ingest_profile -- stix1|stix2 [COUNT] [ROUNDS]
 //! ```
 //! Generates one document of COUNT indicators (default 100000) with the
-//! generators the benches use, parses it ROUNDS times (default 5) and
+//! generators the benches use and parses it ROUNDS times (default 5). It
 //! prints the size, the indicator count and the fastest round in MiB/s,
 //! by wall time and by the CPU time of this process. On a shared machine the
 //! CPU figure moves less with the load than the wall figure does.

@@ -22,7 +22,7 @@ use ioc_milter::index::Snapshot;
 use ioc_milter::milter::Judge;
 use ioc_milter::policy::PolicyConfig;
 
-/// Collects the regular files under `dir`, sorted by path.
+/// Collects the regular files under `dir` and its subdirectories.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

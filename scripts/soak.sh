@@ -31,8 +31,8 @@
 #
 # RSS growth compares two windows of samples: warm-up (10 to 20 % of the
 # messages done) and end (the last 10 %, plus a sample right after the
-# load), by their maximum and by their median, because each swap briefly
-# keeps two lists and two indexes in memory. The fd counts "idle" are
+# load). It compares them by their maximum and by their median, because
+# each swap briefly keeps two lists and two indexes in memory. The fd counts "idle" are
 # taken with no milter connection open: before the load, and after it with
 # the swaps stopped.
 #

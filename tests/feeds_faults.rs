@@ -1,10 +1,10 @@
 //! Feed faults against the running daemon. `ioc-milter run` polls a
 //! taxii11 source on a loopback HTTP server that first serves a good poll
-//! response and then one fault after another: HTTP 503, a connection that
-//! is accepted and never gets a response, a truncated body, a DOCTYPE, an
-//! entity-expansion document, and bodies over `max_bytes` with and without
-//! Content-Length. A second test switches the source to a TLS server whose
-//! self-signed certificate does not verify.
+//! response and then one fault after another. The faults are HTTP 503, a
+//! connection that is accepted and never gets a response, a truncated
+//! body, a DOCTYPE, an entity-expansion document, and bodies over
+//! `max_bytes` with and without Content-Length. A second test switches the
+//! source to a TLS server whose self-signed certificate does not verify.
 //!
 //! For every fault the test checks what a failed poll must do: the daemon
 //! logs the source and the cause, the last good set stays (in the daemon's

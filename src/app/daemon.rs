@@ -136,7 +136,7 @@ async fn start_web(
                 return;
             }
             Err(error) => {
-                tracing::error!("cannot read the http password ({error}); the status page and metrics stay off until it can be read");
+                tracing::error!("failed to read the http password ({error}); the status page and metrics stay off until it can be read");
                 return;
             }
         },

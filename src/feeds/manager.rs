@@ -274,8 +274,8 @@ pub struct FeedManager {
     /// Set by `run`, so that polls on request and reloads can rebuild the
     /// index and start pollers.
     runner: Mutex<Option<Runner>>,
-    /// What the last index build left out, per source; shown in
-    /// [`SourceStatus::suppressed`].
+    /// Counts of indicators the last index build left out, per source and
+    /// reason, shown in [`SourceStatus::suppressed`].
     suppressed: Mutex<BTreeMap<String, BTreeMap<Suppression, usize>>>,
 }
 

@@ -436,6 +436,7 @@ mod tests {
         b.id = "2".into();
         let mut c = a.clone();
         c.source = "misp".into();
+
         let mut builder = StoreBuilder::new(3, 15, 3);
         let metas = [
             builder.intern_meta(&a, false),
@@ -448,6 +449,7 @@ mod tests {
             builder.push(indicator, meta);
         }
         builder.append_to_key(0, 2);
+
         let store = builder.finish();
         let mut chain = Vec::new();
         store.each_of_key(0, |record| chain.push(record));
