@@ -32,15 +32,6 @@ use crate::index::normalize;
 /// a feed URL of this size is unusual and the cap bounds the work per match.
 const MAX_URL_LEN: usize = 8 * 1024;
 
-/// Starts of bare URLs, matched without regard to ASCII case.
-static BARE_STARTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(BARE_PREFIXES)
-        .expect("fixed patterns build")
-});
-
 /// Prefixes that start a bare URL, defanged schemes included.
 const BARE_PREFIXES: [&str; 11] = [
     "http://",
@@ -75,13 +66,66 @@ const MIN_WRAPPED_LINE: usize = 60;
 const MAX_JOINED_LINES: usize = 4;
 
 /// Names of HTML attributes whose values are URLs.
-static URL_ATTRIBUTES: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(["href", "src", "action"])
-        .expect("fixed patterns build")
-});
+const URL_ATTRIBUTES: [&str; 3] = ["href", "src", "action"];
+
+/// Returns the start and length of the leftmost [`BARE_PREFIXES`] match,
+/// in any ASCII case, that starts at or after `from`.
+///
+/// Every prefix holds exactly one `:` (the schemes) or `.` (`www.`), and
+/// neither byte comes before it in the prefix. So the search jumps from one
+/// of those bytes to the next and checks the prefixes that end there; the
+/// first byte that completes a prefix gives the leftmost match.
+fn find_bare_start(text: &str, from: usize) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut at = from;
+    while let Some(offset) = memchr::memchr2(b':', b'.', bytes.get(at..)?) {
+        let anchor = at + offset;
+        at = anchor + 1;
+        let found = if bytes[anchor] == b'.' {
+            anchor
+                .checked_sub(3)
+                .filter(|&start| start >= from && bytes[start..anchor].eq_ignore_ascii_case(b"www"))
+                .map(|start| (start, 4))
+        } else if matches!(bytes.get(anchor + 1), Some(b'/' | b']')) {
+            scheme_with_colon_at(bytes, anchor, from)
+        } else {
+            None
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// Returns the start and length of the longest scheme prefix whose `:` is
+/// at `colon` and which starts at or after `from`.
+fn scheme_with_colon_at(bytes: &[u8], colon: usize, from: usize) -> Option<(usize, usize)> {
+    BARE_PREFIXES
+        .iter()
+        .filter_map(|prefix| {
+            let start = colon.checked_sub(prefix.find(':')?)?;
+            let written = bytes.get(start..start + prefix.len())?;
+            (start >= from && written.eq_ignore_ascii_case(prefix.as_bytes()))
+                .then_some((start, prefix.len()))
+        })
+        .min_by_key(|&(start, len)| (start, usize::MAX - len))
+}
+
+/// Returns the ends of the `href`, `src` and `action` names (any ASCII case)
+/// that an `=` follows, past white space, in the order they appear.
+fn url_attribute_name_ends(html: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    memchr::memchr_iter(b'=', html.as_bytes()).filter_map(move |equals| {
+        let before = html.get(..equals)?.trim_end();
+        URL_ATTRIBUTES.iter().find_map(|name| {
+            let start = before.len().checked_sub(name.len())?;
+            let written = before.as_bytes().get(start..)?;
+            written
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then_some((start, before.len()))
+        })
+    })
+}
 
 /// Calls `emit` with every bare URL candidate in `text`, in order, then with
 /// every defanged name, until it returns `ControlFlow::Break`. Text that looks
@@ -100,11 +144,10 @@ fn scan_text(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> Con
 
 fn scan_bare_urls(text: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
     let mut position = 0;
-    while let Some(found) = BARE_STARTS.find(text.get(position..).unwrap_or("")) {
-        let start = position + found.start();
-        let is_www = found.end() - found.start() == 4;
+    while let Some((start, len)) = find_bare_start(text, position) {
+        let is_www = len == 4;
         if is_www && !is_word_start(text, start) {
-            position = start + found.end() - found.start();
+            position = start + len;
             continue;
         }
         let (end, raw) = match bracketed_url(text, start) {
@@ -187,9 +230,7 @@ fn continued_line_end(text: &str, start: usize, end: usize) -> Option<usize> {
     // The token must look like the rest of a URL (a path, a query), never a
     // word or the start of another URL.
     let token_is_url_part = token.contains(['/', '?', '=', '&', '%']);
-    let starts_url = BARE_STARTS
-        .find(token)
-        .is_some_and(|found| found.start() == 0);
+    let starts_url = find_bare_start(token, 0).is_some_and(|(start, _)| start == 0);
     if !token_is_url_part || starts_url || url.ends_with([')', ']']) {
         return None;
     }
@@ -322,11 +363,11 @@ pub(crate) fn find_in_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFl
 }
 
 fn scan_html(html: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>) -> ControlFlow<()> {
-    for found in URL_ATTRIBUTES.find_iter(html) {
-        if !is_attribute_start(html, found.start()) {
+    for (name_start, name_end) in url_attribute_name_ends(html) {
+        if !is_attribute_start(html, name_start) {
             continue;
         }
-        let Some(value) = attribute_value(html, found.end()) else {
+        let Some(value) = attribute_value(html, name_end) else {
             continue;
         };
         let decoded = decode_entities(value);
@@ -676,6 +717,67 @@ mod tests {
             ControlFlow::Continue(())
         });
         found
+    }
+
+    /// The match-anywhere search that the prefix and attribute finders
+    /// replace, kept as the reference they are checked against.
+    fn reference_matches(patterns: &[&str], text: &str) -> Vec<(usize, usize)> {
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns)
+            .unwrap();
+        automaton
+            .find_iter(text)
+            .map(|found| (found.start(), found.end()))
+            .collect()
+    }
+
+    /// Generated texts from pieces that start, end or almost make a prefix
+    /// or an attribute, at every offset, from a fixed xorshift.
+    fn generated_texts() -> Vec<String> {
+        let pieces = [
+            "http", "HTTPS", "hxxp", "hXxPs", "://", ":/", "[:]//", "[://]", "[:]", "www", "WwW",
+            ".", ":", "/", "]", "href", "SRC", "Action", "=", " ", "\t", "\n", "x", "é", "<a ",
+        ];
+        let mut state = 0x5851_f42d_4c95_7f2du64;
+        let mut texts = Vec::new();
+        for _ in 0..4_000 {
+            let mut text = String::new();
+            for _ in 0..(state % 24) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            texts.push(text);
+        }
+        texts
+    }
+
+    #[test]
+    fn bare_start_finder_matches_reference() {
+        for text in generated_texts() {
+            let mut found = Vec::new();
+            let mut position = 0;
+            while let Some((start, len)) = find_bare_start(&text, position) {
+                found.push((start, start + len));
+                position = start + len;
+            }
+            assert_eq!(found, reference_matches(&BARE_PREFIXES, &text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn attribute_finder_matches_reference() {
+        for text in generated_texts() {
+            let found: Vec<(usize, usize)> = url_attribute_name_ends(&text).collect();
+            let expected: Vec<(usize, usize)> = reference_matches(&URL_ATTRIBUTES, &text)
+                .into_iter()
+                .filter(|&(_, end)| text[end..].trim_start().starts_with('='))
+                .collect();
+            assert_eq!(found, expected, "{text:?}");
+        }
     }
 
     #[test]
