@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
+use std::sync::LazyLock;
 
 use mail_parser::{
     Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
@@ -29,6 +30,21 @@ const ADDRESS_HEADERS: [(HeaderName<'static>, &str); 4] = [
     (HeaderName::ReturnPath, "Return-Path"),
 ];
 
+/// The message parser. It parses the header fields that extraction reads
+/// as mail-parser's default parser does and keeps every other field raw, so
+/// `Received`, `Date` and list fields cost no parsing (the `Received` client
+/// addresses are read from the raw fields, see [`received`]).
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_text(HeaderName::Subject)
+        .header_id(HeaderName::MessageId)
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::ReplyTo)
+        .header_address(HeaderName::Sender)
+        .header_id(HeaderName::ReturnPath)
+});
+
 pub(crate) fn observables(raw: &[u8], limits: &Limits) -> MessageObservables {
     let mut collector = Collector::new(limits);
     let raw = match raw.get(..limits.max_message_bytes) {
@@ -40,7 +56,7 @@ pub(crate) fn observables(raw: &[u8], limits: &Limits) -> MessageObservables {
     };
     // mail-parser 0.11 documents `parse` as never panicking. The guard keeps
     // a parser bug from ending the caller's task (with `panic = "unwind"`).
-    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    let parsed = std::panic::catch_unwind(|| PARSER.parse(raw));
     let message = match parsed {
         Ok(Some(message)) => message,
         Ok(None) => {
@@ -79,6 +95,8 @@ struct Collector<'l> {
     /// Canonical URLs and URL hosts already pushed. Each keeps only its first
     /// location.
     seen_from_urls: HashSet<ObservableValue>,
+    /// URL candidates as written, each read once.
+    seen_candidates: HashSet<String>,
     url_count: usize,
     /// Uncompressed bytes left for ZIP members, see `max_archive_bytes`.
     archive_bytes_left: usize,
@@ -94,6 +112,7 @@ impl<'l> Collector<'l> {
             out: MessageObservables::default(),
             seen: HashSet::new(),
             seen_from_urls: HashSet::new(),
+            seen_candidates: HashSet::new(),
             url_count: 0,
             archive_bytes_left: limits.max_archive_bytes,
             parts_seen: 0,
@@ -218,7 +237,15 @@ impl<'l> Collector<'l> {
                     }
                 }
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
-                    let redecoded = redecoded_body(message, part);
+                    // mail-parser keeps a binary part's bytes as decoded, so
+                    // base64 written cleanly needs no second decoding.
+                    let redecoded = if part.encoding == Encoding::Base64
+                        && raw_body(message, part).is_some_and(transfer::is_clean_base64)
+                    {
+                        None
+                    } else {
+                        redecoded_body(message, part)
+                    };
                     let bytes = redecoded.as_deref().unwrap_or(bytes);
                     self.hash_attachment(bytes, part.attachment_name());
                 }
@@ -240,24 +267,31 @@ impl<'l> Collector<'l> {
     }
 
     /// Pushes a URL candidate, its host, and the URLs in its query up to
-    /// [`MAX_INNER_URL_DEPTH`] levels deep.
+    /// [`MAX_INNER_URL_DEPTH`] levels deep. A candidate written exactly as
+    /// one read before is skipped at once: its canonical URL, its host and
+    /// its inner URLs were pushed then, or it was not a URL.
     fn push_url(&mut self, candidate: &str, location: &Location, depth: usize) -> ControlFlow<()> {
+        if !self.seen_candidates.insert(candidate.to_string()) {
+            return ControlFlow::Continue(());
+        }
         let Ok(canonical) = normalize::url(candidate) else {
             return ControlFlow::Continue(());
         };
-        let Some(host) = url_host(&canonical) else {
+        let Ok(parsed) = url::Url::parse(&canonical) else {
             return ControlFlow::Continue(());
         };
-        let inner = if depth < MAX_INNER_URL_DEPTH {
-            inner_urls(&canonical)
-        } else {
-            Vec::new()
+        let Some(host) = host_of(&parsed) else {
+            return ControlFlow::Continue(());
         };
-
         let url = ObservableValue::Url(canonical);
         if self.seen_from_urls.contains(&url) {
             return ControlFlow::Continue(());
         }
+        let inner = if depth < MAX_INNER_URL_DEPTH {
+            inner_urls(&parsed)
+        } else {
+            Vec::new()
+        };
         if self.url_count >= self.limits.max_urls {
             self.hit("max_urls");
             return ControlFlow::Break(());
@@ -351,9 +385,7 @@ fn redecoded_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u
         .content_transfer_encoding()
         .map(|cte| cte.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let start = usize::try_from(part.offset_body).ok()?;
-    let end = usize::try_from(part.offset_end).ok()?;
-    let raw = message.raw_message().get(start..end)?;
+    let raw = raw_body(message, part)?;
     if part.encoding == Encoding::Base64 || declared == "base64" {
         return Some(transfer::decode_base64_lenient(raw));
     }
@@ -363,17 +395,22 @@ fn redecoded_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u
     None
 }
 
+/// The body of `part` as written in the message, before any decoding.
+fn raw_body<'m>(message: &'m Message<'_>, part: &MessagePart<'_>) -> Option<&'m [u8]> {
+    let start = usize::try_from(part.offset_body).ok()?;
+    let end = usize::try_from(part.offset_end).ok()?;
+    message.raw_message().get(start..end)
+}
+
 /// How many URLs deep the query of a URL is searched for further URLs
 /// (a redirect inside a redirect counts two).
 const MAX_INNER_URL_DEPTH: usize = 3;
 
-/// Returns the web URLs carried in the query parameters of a canonical URL,
-/// such as the target of `https://r.example/?url=https%3A%2F%2Fevil.example%2F`.
-/// A value still percent-encoded after decoding is decoded once more.
-fn inner_urls(canonical: &str) -> Vec<String> {
-    let Ok(parsed) = url::Url::parse(canonical) else {
-        return Vec::new();
-    };
+/// Returns the web URLs carried in the query parameters of a parsed
+/// canonical URL, such as the target of
+/// `https://r.example/?url=https%3A%2F%2Fevil.example%2F`. A value still
+/// percent-encoded after decoding is decoded once more.
+fn inner_urls(parsed: &url::Url) -> Vec<String> {
     if parsed.query().is_none() {
         return Vec::new();
     }
@@ -404,7 +441,10 @@ fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 /// Returns the host of a canonical URL as a domain or IP observable value.
 /// Returns `None` when the host is neither a valid domain nor an IP address.
 pub fn url_host(canonical: &str) -> Option<ObservableValue> {
-    let parsed = url::Url::parse(canonical).ok()?;
+    host_of(&url::Url::parse(canonical).ok()?)
+}
+
+fn host_of(parsed: &url::Url) -> Option<ObservableValue> {
     match parsed.host()? {
         url::Host::Domain(name) => normalize::domain(name).ok().map(ObservableValue::Domain),
         url::Host::Ipv4(v4) => Some(ObservableValue::Ip(IpAddr::V4(v4))),
@@ -467,6 +507,83 @@ mod tests {
         let found = observables(raw, &limits);
         assert_eq!(found.limits_hit, ["max_message_bytes", "max_urls"]);
         assert_eq!(found.observables.len(), 2);
+    }
+
+    /// A base64 attachment is hashed as the lenient decoder reads it,
+    /// whether the part skips the second decoding (clean base64) or not.
+    #[test]
+    fn base64_attachment_hash_matches_lenient_decoding() {
+        let pieces: &[&[u8]] = &[
+            b"QUJD", b"ZGVm", b"\r\n", b" ", b"=", b"==", b"Zg", b"R", b"!", b"\t",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut clean = 0;
+        for _ in 0..2_000 {
+            let mut body = Vec::new();
+            for _ in 0..(1 + state % 30) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                body.extend_from_slice(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            if transfer::is_clean_base64(&body) {
+                clean += 1;
+            }
+            let mut raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+                --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                --b\r\nContent-Type: application/octet-stream\r\n\
+                Content-Transfer-Encoding: base64\r\n\r\n"
+                .to_vec();
+            raw.extend_from_slice(&body);
+            raw.extend_from_slice(b"\r\n--b--\r\n");
+            let found = observables(&raw, &Limits::default());
+            let hashes: Vec<HashValue> = found
+                .observables
+                .iter()
+                .filter_map(|observable| match &observable.value {
+                    ObservableValue::Hash(hash) => Some(*hash),
+                    _ => None,
+                })
+                .collect();
+            let expected = digests(&transfer::decode_base64_lenient(&body));
+            assert_eq!(hashes, expected, "{:?}", String::from_utf8_lossy(&body));
+        }
+        assert_eq!(clean, 142);
+    }
+
+    /// mail-parser's date parser reads past the end of some malformed
+    /// `Date` fields ending in a bare line feed and takes the next field
+    /// with it. Dates are not parsed, so the `From` and `Message-ID` after
+    /// such a field are still read.
+    #[test]
+    fn malformed_date_hides_no_field() {
+        let raw = b"Date: Thu, 20 Jun 2002 05:53:48 UT\n\
+            From: \"News\" <news@phish.example.net>\n\
+            DATE: 18 Feb 01 12:29:13 AM\n\
+            Message-ID: <1234@mail.example.org>\n\
+            Subject: s\n\nbody\n";
+        let found = observables(raw, &Limits::default());
+        assert_eq!(found.message_id.as_deref(), Some("1234@mail.example.org"));
+        let values: Vec<&ObservableValue> = found.observables.iter().map(|o| &o.value).collect();
+        assert_eq!(
+            values,
+            [
+                &ObservableValue::Email("news@phish.example.net".into()),
+                &ObservableValue::Domain("phish.example.net".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn clean_base64_kinds() {
+        assert!(transfer::is_clean_base64(b"QUJD\r\nZGVm\r\n"));
+        assert!(transfer::is_clean_base64(b"QUJDZg==\r\n"));
+        assert!(transfer::is_clean_base64(b"QUJDZGU=\r\n"));
+        assert!(transfer::is_clean_base64(b""));
+        assert!(!transfer::is_clean_base64(b"QUJDZg\r\n"));
+        assert!(!transfer::is_clean_base64(b"QUJDR==="));
+        assert!(!transfer::is_clean_base64(b"QUJD!ZGVm"));
+        assert!(!transfer::is_clean_base64(b"Zg==QUJD"));
     }
 
     #[test]

@@ -76,6 +76,40 @@ pub(crate) fn decode_base64_lenient(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Tells whether `raw` is base64 that mail-parser and
+/// [`decode_base64_lenient`] decode to the same bytes: alphabet characters
+/// and white space, then only padding and white space, with a last group of
+/// 2 or 3 characters padded.
+pub(crate) fn is_clean_base64(raw: &[u8]) -> bool {
+    let mut symbols = 0usize;
+    let mut position = 0;
+    while let Some(&byte) = raw.get(position) {
+        if BASE64_VALUES[usize::from(byte)] != NOT_BASE64 {
+            symbols += 1;
+        } else if byte == b'=' {
+            break;
+        } else if !matches!(byte, b'\r' | b'\n' | b' ' | b'\t') {
+            return false;
+        }
+        position += 1;
+    }
+    let mut pads = 0;
+    for &byte in &raw[position..] {
+        match byte {
+            b'=' => pads += 1,
+            b'\r' | b'\n' | b' ' | b'\t' => {}
+            _ => return false,
+        }
+    }
+    // mail-parser drops a last group of 2 or 3 characters unless padding
+    // follows it; the lenient decoder keeps its bytes.
+    match symbols % 4 {
+        0 => true,
+        2 | 3 => pads > 0,
+        _ => false,
+    }
+}
+
 /// Decodes a uuencoded body (`begin 644 name`, encoded lines, `end`), as
 /// sent with `Content-Transfer-Encoding: x-uuencode`. Lines before `begin`
 /// are skipped, and a line's length character gives the number of bytes it
