@@ -233,14 +233,7 @@ async fn daemon_serves_milter_and_status() {
     send_rejected(milter_port, &attachment).await;
 
     let http = reqwest::Client::new();
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains("ioc_milter_messages_total{verdict=\"reject\"} 1\n"),
         "{metrics}"
@@ -254,7 +247,7 @@ async fn daemon_serves_milter_and_status() {
         "{metrics}"
     );
 
-    let page = http.get(&base).send().await.unwrap().text().await.unwrap();
+    let page = get_text(&http, &base).await;
     assert!(page.contains("<td>demo</td><td>file</td>"), "{page}");
     assert!(
         page.contains("invoice.pdf.exe") || page.contains("hash f83012bc"),
@@ -297,14 +290,7 @@ async fn daemon_serves_milter_and_status() {
             "{action}: {:?}",
             response.status()
         );
-        let body = http
-            .get(format!("{base}/api/sources"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&http, &format!("{base}/api/sources")).await;
         let sources: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             sources[0]["suspended"], suspended,
@@ -356,6 +342,13 @@ async fn daemon_serves_milter_and_status() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Sends a GET request to `url` and returns the response body, whatever the
+/// status.
+async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    let response = http.get(url).send().await.unwrap();
+    response.text().await.unwrap()
 }
 
 /// Returns the form token embedded in the status page.

@@ -3,30 +3,23 @@
 //! allowed otherwise, the unix milter socket mode set by the daemon, and
 //! the systemd unit's user and hardening options.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use common::Daemon;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ioc-milter");
 const UNIT: &str = include_str!("../config/ioc-milter.service");
 const SECRET: &str = "planted-config-Secret-c41d";
 
+/// Returns the configuration sections every test shares, with the milter on
+/// the unix socket `milter.sock` in `dir` and no `[http]` section.
 fn base_toml(dir: &Path) -> String {
-    format!(
-        r#"
-[milter]
-listen = "unix:{dir}/milter.sock"
-
-[state]
-directory = "{dir}/state"
-
-[match_log]
-path = "{dir}/matches.jsonl"
-"#,
-        dir = dir.display()
-    )
+    let listen = format!("unix:{}", dir.join("milter.sock").display());
+    common::config_sections(dir, &listen)
 }
 
 fn taxii_source(secret_lines: &str) -> String {
@@ -302,45 +295,18 @@ fn check_config_prints_remote_warning() {
     );
 }
 
-/// Runs the daemon until its unix socket exists (at most 20 seconds) and
-/// returns the socket's permission bits.
+/// Runs the daemon until its unix socket exists and returns the socket's
+/// permission bits.
 fn daemon_socket_mode(socket_mode_line: &str) -> u32 {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("milter.sock");
-    let text = base_toml(dir.path()).replace("[state]", &format!("{socket_mode_line}\n\n[state]"));
+    let text = base_toml(dir.path()).replace("[state]", &format!("{socket_mode_line}\n\n[state]"))
+        + common::STATUS_PAGE_OFF;
     let path = write_config(dir.path(), &text, 0o600);
 
-    let mut child = Command::new(BINARY)
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let mut mode = None;
-    while started.elapsed() < Duration::from_secs(20) {
-        if let Ok(metadata) = std::fs::metadata(&socket) {
-            if metadata.file_type().is_socket() {
-                mode = Some(metadata.permissions().mode() & 0o777);
-                break;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let stderr = BufReader::new(child.stderr.take().unwrap())
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-                .join("\n");
-            panic!("the daemon exited with {status}: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    mode.expect("the daemon created no unix socket within 20 seconds")
+    let _daemon = Daemon::start_unix(&path, &socket, &[], &[]);
+    let metadata = std::fs::metadata(&socket).unwrap();
+    metadata.permissions().mode() & 0o777
 }
 
 #[test]

@@ -6,15 +6,18 @@
 //! API, must be free of each secret and of the Basic authorization value
 //! built from it.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::Daemon;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ioc-milter");
 const USERNAME: &str = "feed-reader";
@@ -121,19 +124,7 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     std::fs::write(&password_file, format!("{FILE_SECRET}\n")).unwrap();
     std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let mut text = format!(
-        r#"
-[milter]
-listen = "unix:{dir}/milter.sock"
-
-[state]
-directory = "{dir}/state"
-
-[match_log]
-path = "{dir}/matches.jsonl"
-"#,
-        dir = dir.display()
-    );
+    let mut text = common::config_sections(dir, &milter_listen(dir));
     text.push_str(&source_toml(
         "inline",
         port,
@@ -156,6 +147,12 @@ path = "{dir}/matches.jsonl"
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
+}
+
+/// Returns the milter address of every configuration here: the unix socket
+/// `milter.sock` in `dir`.
+fn milter_listen(dir: &Path) -> String {
+    format!("unix:{}", dir.join("milter.sock").display())
 }
 
 fn run(config: &Path, args: &[&str]) -> Output {
@@ -249,55 +246,31 @@ fn daemon_log_never_holds_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server();
     let config = write_config(dir.path(), server.port);
-    // The status page and metrics listen on a free loopback port, found by
-    // binding port 0 and releasing it.
-    let web_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The status page and metrics listen on a free loopback port.
+    let web_port = common::free_port();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{web_port}\"\n"));
     std::fs::write(&config, text).unwrap();
 
-    let mut child = Command::new(BINARY)
-        .arg("--config")
-        .arg(&config)
-        .args(["--log-level", "trace", "run"])
-        .env(ENV_NAME, ENV_SECRET)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut daemon = Daemon::start_unix(
+        &config,
+        &dir.path().join("milter.sock"),
+        &["--log-level", "trace"],
+        &[(ENV_NAME, ENV_SECRET)],
+    );
 
     // The daemon polls every source at start; wait until all three have
     // failed or 20 seconds have passed.
-    let mut log = String::new();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) && server.requests.lock().unwrap().len() < 3 {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            log.push_str(&line);
-            log.push('\n');
-        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    // Give the failure log lines a moment after the last request.
-    let settle = Instant::now();
-    while settle.elapsed() < Duration::from_secs(2) {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
-            log.push_str(&line);
-            log.push('\n');
-        }
+    // Each failed poll logs one line after its request. A missing line is
+    // no failure here: the checks below judge the whole log.
+    for name in ["inline", "from_file", "from_env"] {
+        let source = format!("source={name}");
+        let needles = ["poll failed", source.as_str()];
+        let _ = daemon.wait_for_log_line(0, &needles, Duration::from_secs(20));
     }
     let mut pages = String::new();
     for path in ["/", "/metrics", "/api/sources", "/api/matches"] {
@@ -305,12 +278,7 @@ fn daemon_log_never_holds_secrets() {
         assert!(page.starts_with("HTTP/1.1 200"), "{path}: {page}");
         pages.push_str(&page);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-        log.push_str(&line);
-        log.push('\n');
-    }
+    let log = daemon.stop();
 
     assert!(server.requests.lock().unwrap().len() >= 3, "{log}");
     assert!(log.contains("401"), "{log}");
@@ -341,16 +309,7 @@ fn api_key_username_never_printed() {
     const API_KEY: &str = "planted-apikey-Secret-0b9e";
     let dir = tempfile::tempdir().unwrap();
     let server = start_server();
-    let mut text = format!(
-        r#"
-[milter]
-listen = "unix:{dir}/milter.sock"
-
-[state]
-directory = "{dir}/state"
-"#,
-        dir = dir.path().display()
-    );
+    let mut text = common::config_sections(dir.path(), &milter_listen(dir.path()));
     for (name, secret_line) in [
         (
             "missing_file",

@@ -5,6 +5,8 @@
 //! child runs only `writer_child`, which saves sets in a loop when
 //! `IOC_MILTER_STATE_WRITER_DIR` is set and does nothing otherwise.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -383,24 +385,14 @@ async fn daemon_starts_with_damaged_set() {
     // Both file sources point at missing files, so their polls fail and
     // the saved sets stay in use.
     let socket = dir.path().join("milter.sock");
-    let mut text = format!(
+    let listen = format!("unix:{}", socket.display());
+    let mut text = common::config_sections(dir.path(), &listen) + common::STATUS_PAGE_OFF;
+    text.push_str(
         r#"
-[milter]
-listen = "unix:{socket}"
-
-[state]
-directory = "{state}"
-
-[match_log]
-path = "{dir}/matches.jsonl"
-
 [policy]
 default = "reject"
 domain = "reject"
 "#,
-        socket = socket.display(),
-        state = state.display(),
-        dir = dir.path().display()
     );
     for name in ["damaged", "good"] {
         text.push_str(&format!(
@@ -411,29 +403,7 @@ domain = "reject"
     let config = dir.path().join("ioc-milter.toml");
     std::fs::write(&config, text).unwrap();
 
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = daemon.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
-            .join("\n")
-    });
-
-    // Wait at most 20 seconds for the socket.
-    let started = Instant::now();
-    while !socket.exists() && started.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut daemon = common::Daemon::start_unix(&config, &socket, &[], &[]);
     let mut client = MtaClient::connect_unix(&socket).await.unwrap();
     client.set_timeout(Duration::from_secs(10));
     client.negotiate().await.unwrap();
@@ -453,9 +423,7 @@ domain = "reject"
     let outcome = client.send_message(&message).await.unwrap();
     let _ = client.quit().await;
 
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
-    let log = log.join().unwrap();
+    let log = daemon.kill();
 
     let verdict = outcome.verdict().cloned();
     assert!(

@@ -56,7 +56,7 @@ pub enum HttpError {
 
 /// Returns [`HttpError::Truncated`] when reading a body failed, other than by
 /// a timeout, before the `expected` bytes of its Content-Length arrived.
-pub(super) fn truncated(
+fn truncated(
     url: &str,
     error: &reqwest::Error,
     received: usize,
@@ -70,6 +70,76 @@ pub(super) fn truncated(
         received,
         expected,
     })
+}
+
+/// Reads the body of a response from `url` and returns it when the status
+/// is 2xx.
+///
+/// The cap of `max_bytes` applies before the body is read (Content-Length)
+/// and while it streams in, so a larger body ends with
+/// [`HttpError::TooLarge`] without being held whole. Another status returns
+/// [`HttpError::Status`] with the first 200 characters of the body.
+pub(super) async fn read_success_body(
+    mut response: reqwest::Response,
+    url: &str,
+    max_bytes: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, HttpError> {
+    let too_large = || HttpError::TooLarge {
+        url: url.to_string(),
+        max_bytes,
+    };
+    let expected = response.content_length();
+    if expected.is_some_and(|length| length > max_bytes) {
+        return Err(too_large());
+    }
+
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        truncated(url, &e, body.len(), expected).unwrap_or_else(|| request_error(url, timeout, &e))
+    })? {
+        let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
+        if total > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let status = response.status();
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        let excerpt: String = text.trim().chars().take(200).collect();
+        return Err(HttpError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body: excerpt,
+        });
+    }
+    Ok(body)
+}
+
+/// Converts a failed request to `url` into [`HttpError::Timeout`] or
+/// [`HttpError::Request`] with the whole error chain.
+pub(super) fn request_error(url: &str, timeout: Duration, error: &reqwest::Error) -> HttpError {
+    if error.is_timeout() {
+        return HttpError::Timeout {
+            url: url.to_string(),
+            timeout,
+        };
+    }
+    // The configured password and API key go in request headers, never in
+    // the URL, so the error chain does not contain them.
+    let mut reason = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    HttpError::Request {
+        url: url.to_string(),
+        reason,
+    }
 }
 
 /// A configured client for one source.
@@ -175,66 +245,14 @@ impl HttpClient {
             request = request.basic_auth(username, password);
         }
 
-        let mut response = request.send().await.map_err(|e| self.request_error(&e))?;
-        let status = response.status();
-        if let Some(length) = response.content_length() {
-            if length > self.max_bytes {
-                return Err(HttpError::TooLarge {
-                    url: self.url.clone(),
-                    max_bytes: self.max_bytes,
-                });
-            }
-        }
-
-        let expected = response.content_length();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            truncated(&self.url, &e, body.len(), expected).unwrap_or_else(|| self.request_error(&e))
-        })? {
-            let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
-            if total > self.max_bytes {
-                return Err(HttpError::TooLarge {
-                    url: self.url.clone(),
-                    max_bytes: self.max_bytes,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let excerpt: String = text.trim().chars().take(200).collect();
-            return Err(HttpError::Status {
-                url: self.url.clone(),
-                status: status.as_u16(),
-                body: excerpt,
-            });
-        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| request_error(&self.url, self.timeout, &e))?;
+        let body = read_success_body(response, &self.url, self.max_bytes, self.timeout).await?;
         String::from_utf8(body).map_err(|e| HttpError::Encoding {
             url: self.url.clone(),
             reason: e.to_string(),
         })
-    }
-
-    fn request_error(&self, error: &reqwest::Error) -> HttpError {
-        if error.is_timeout() {
-            return HttpError::Timeout {
-                url: self.url.clone(),
-                timeout: self.timeout,
-            };
-        }
-        // The URL never contains credentials (they go in the Authorization
-        // header), so the error chain is safe to show.
-        let mut reason = error.to_string();
-        let mut cause = std::error::Error::source(error);
-        while let Some(inner) = cause {
-            reason.push_str(": ");
-            reason.push_str(&inner.to_string());
-            cause = inner.source();
-        }
-        HttpError::Request {
-            url: self.url.clone(),
-            reason,
-        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::http::HttpError;
+use super::http::{read_success_body, request_error, HttpError};
 use crate::config::HttpSettings;
 
 /// Validators of the last good response, sent back as `If-None-Match` and
@@ -247,10 +247,10 @@ impl WebClient {
             request = request.basic_auth(username, password);
         }
 
-        let mut response = request
+        let response = request
             .send()
             .await
-            .map_err(|e| self.request_error(url, &e))?;
+            .map_err(|e| request_error(url, self.timeout, &e))?;
         let status = response.status();
         let response_headers = response.headers().clone();
         if status == reqwest::StatusCode::NOT_MODIFIED {
@@ -261,37 +261,7 @@ impl WebClient {
                 ..WebResponse::default()
             });
         }
-        let too_large = || HttpError::TooLarge {
-            url: url.to_string(),
-            max_bytes: self.max_bytes,
-        };
-        if response
-            .content_length()
-            .is_some_and(|l| l > self.max_bytes)
-        {
-            return Err(too_large());
-        }
-        let expected = response.content_length();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            super::http::truncated(url, &e, body.len(), expected)
-                .unwrap_or_else(|| self.request_error(url, &e))
-        })? {
-            let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
-            if total > self.max_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let excerpt: String = text.trim().chars().take(200).collect();
-            return Err(HttpError::Status {
-                url: url.to_string(),
-                status: status.as_u16(),
-                body: excerpt,
-            });
-        }
+        let body = read_success_body(response, url, self.max_bytes, self.timeout).await?;
         let header_text = |name: reqwest::header::HeaderName| {
             response_headers
                 .get(name)
@@ -308,26 +278,6 @@ impl WebClient {
             body,
             headers: response_headers,
         })
-    }
-
-    fn request_error(&self, url: &str, error: &reqwest::Error) -> HttpError {
-        if error.is_timeout() {
-            return HttpError::Timeout {
-                url: url.to_string(),
-                timeout: self.timeout,
-            };
-        }
-        let mut reason = error.to_string();
-        let mut cause = std::error::Error::source(error);
-        while let Some(inner) = cause {
-            reason.push_str(": ");
-            reason.push_str(&inner.to_string());
-            cause = inner.source();
-        }
-        HttpError::Request {
-            url: url.to_string(),
-            reason,
-        }
     }
 }
 

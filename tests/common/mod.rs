@@ -291,16 +291,14 @@ password = "any-password"
     path
 }
 
-/// Returns the first sections of a test configuration: the milter on
-/// `milter_addr` (`HOST:PORT`), no status page, and the state directory and
-/// match log under `dir`.
-pub fn config_head(dir: &Path, milter_addr: &str) -> String {
+/// Returns the `[milter]`, `[state]` and `[match_log]` sections of a test
+/// configuration: the milter on `milter_listen` (`inet:HOST:PORT` or
+/// `unix:PATH`), and the state directory and match log under `dir`. With no
+/// `[http]` section the status page keeps its default address.
+pub fn config_sections(dir: &Path, milter_listen: &str) -> String {
     format!(
         r#"[milter]
-listen = "inet:{milter_addr}"
-
-[http]
-listen = "off"
+listen = "{milter_listen}"
 
 [state]
 directory = "{dir}/state"
@@ -310,6 +308,17 @@ path = "{dir}/matches.jsonl"
 "#,
         dir = dir.display()
     )
+}
+
+/// An `[http]` section that turns the status page and metrics off, so a
+/// test daemon leaves port 8895 to the other processes on the machine.
+pub const STATUS_PAGE_OFF: &str = "\n[http]\nlisten = \"off\"\n";
+
+/// Returns the first sections of a test configuration: the milter on
+/// `milter_addr` (`HOST:PORT`), no status page, and the state directory and
+/// match log under `dir`.
+pub fn config_head(dir: &Path, milter_addr: &str) -> String {
+    config_sections(dir, &format!("inet:{milter_addr}")) + STATUS_PAGE_OFF
 }
 
 /// Runs `ioc-milter --config CONFIG ARGS...` to completion.
@@ -455,11 +464,42 @@ impl Daemon {
             !port_open(milter_addr),
             "{milter_addr} is already in use: stop the process listening there"
         );
+        let daemon = Daemon::spawn(config, &[], &[]);
+        daemon.wait_until_listening(milter_addr, |_| port_open(milter_addr))
+    }
+
+    /// Starts `ioc-milter --config CONFIG OPTIONS... run` with the extra
+    /// environment variables `env`, for a configuration whose milter listens
+    /// on the unix socket `socket`. Waits (at most 30 s) until the socket
+    /// exists and the daemon has logged `milter listening on`, which it does
+    /// after setting the socket's mode, so `options` must keep info lines.
+    pub fn start_unix(
+        config: &Path,
+        socket: &Path,
+        options: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let daemon = Daemon::spawn(config, options, env);
+        let listening = |daemon: &Daemon| {
+            let is_socket = fs::metadata(socket).is_ok_and(|metadata| {
+                use std::os::unix::fs::FileTypeExt as _;
+                metadata.file_type().is_socket()
+            });
+            is_socket && daemon.log().contains("milter listening on")
+        };
+        daemon.wait_until_listening(&socket.display().to_string(), listening)
+    }
+
+    /// Starts `ioc-milter --config CONFIG OPTIONS... run` with its stderr
+    /// collected into the log.
+    fn spawn(config: &Path, options: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
             .arg("--config")
             .arg(config)
+            .args(options)
             .arg("run")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -470,25 +510,33 @@ impl Daemon {
             .stderr
             .take()
             .map(|stderr| collect_stderr(stderr, Arc::clone(&log)));
-        let mut daemon = Daemon { child, log, reader };
+        Daemon { child, log, reader }
+    }
 
+    /// Waits (at most 30 s) until `listening` returns true, and panics with
+    /// the daemon's log when it exits first or the time runs out.
+    fn wait_until_listening(
+        mut self,
+        address: &str,
+        listening: impl Fn(&Daemon) -> bool,
+    ) -> Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !port_open(milter_addr) {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
+        while !listening(&self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "ioc-milter run exited with {status} before listening:\n{}",
-                    daemon.stop()
+                    self.stop()
                 );
             }
             if Instant::now() > deadline {
                 panic!(
-                    "ioc-milter run did not listen on {milter_addr} within 30 s:\n{}",
-                    daemon.stop()
+                    "ioc-milter run did not listen on {address} within 30 s:\n{}",
+                    self.stop()
                 );
             }
             thread::sleep(Duration::from_millis(100));
         }
-        daemon
+        self
     }
 
     pub fn pid(&self) -> u32 {
