@@ -163,9 +163,16 @@ impl Listener {
 /// macros and (with the no-reply flags) few commands, so Linux delays the
 /// ACK by up to 40 ms, and every message waits that long. TCP_QUICKACK is
 /// not sticky (the kernel turns it off again), so it is set after each read.
-struct QuickAck(TcpStream);
+/// Public so that benchmark milters with their own connection loop get the
+/// same socket behaviour.
+pub struct QuickAck(TcpStream);
 
 impl QuickAck {
+    /// Wraps an accepted milter connection.
+    pub fn new(stream: TcpStream) -> QuickAck {
+        QuickAck(stream)
+    }
+
     fn quick_ack(&self) {
         let on: libc::c_int = 1;
         // SAFETY: the fd is owned by the live stream; the option value is a
