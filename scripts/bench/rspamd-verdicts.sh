@@ -2,9 +2,9 @@
 # Asks the benchmark rspamd (scripts/bench/rspamd.sh) for its verdict on
 # each message of a directory. It writes one JSON line per message with the
 # file name, the action, the URL hosts rspamd extracted and the symbols with
-# their options (for multimap symbols, the map values that matched). The session
-# is the one loadgen sends: client 127.0.0.1, HELO loadgen.example, sender
-# sender@src.example, recipient alice@test.example. Compare the output with
+# their options (for multimap symbols, the map values that matched). The
+# session is the one loadgen sends: client 127.0.0.1, HELO loadgen.example,
+# sender sender@src.example, recipient alice@test.example. Compare the output with
 # `target/release/examples/match_report DIR --hosts`.
 #
 #   scripts/bench/rspamd-verdicts.sh DIR OUT.jsonl [127.0.0.1:11333]
