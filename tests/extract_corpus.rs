@@ -149,6 +149,7 @@ fn phish_pdf_attachment_exact() {
     };
     // Checked by hand: one text/plain part with a file-sharing link and a
     // base64 PDF whose digests Python's email package and hashlib agree on.
+    // The PDF links to another file on the same host (one `/URI` action).
     let pdf = "attachment:1:YSXUqT4G.pdf";
     let expected = expected_set(&[
         ("email", "gerburgyousif@gmail.com", "header:From"),
@@ -163,6 +164,11 @@ fn phish_pdf_attachment_exact() {
         ("domain", "drive.google.com", "url-host:body-part:1"),
         // Hop 1 came from ::1, a local hop, so hop 2 is trusted too.
         ("ip", "2603:10a6:20b:330::30", "received:2"),
+        (
+            "url",
+            "https://drive.google.com/file/d/19VPCMbJJcc2dTyBI0urCSTA2Q8-adNuF/preview",
+            pdf,
+        ),
         ("hash", "91e6bf72832e3e5af4e2b090be1f314e", pdf),
         ("hash", "ee243a15ec300b97838d23f4f8c54fc5c700d50c", pdf),
         (

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::observable::{Location, Observable, ObservableValue};
 use super::session::push_email;
 use super::urls;
-use super::{archive, received, transfer};
+use super::{archive, pdf, received, transfer};
 use super::{Limits, MessageObservables};
 use crate::index::normalize;
 use crate::index::HashValue;
@@ -98,7 +98,8 @@ struct Collector<'l> {
     /// URL candidates as written, each read once.
     seen_candidates: HashSet<String>,
     url_count: usize,
-    /// Uncompressed bytes left for ZIP members, see `max_archive_bytes`.
+    /// Uncompressed bytes left for ZIP members and PDF object streams, see
+    /// `max_archive_bytes`.
     archive_bytes_left: usize,
     parts_seen: usize,
     text_parts: usize,
@@ -323,6 +324,31 @@ impl<'l> Collector<'l> {
         self.push_digests(bytes, &location);
         if self.limits.max_archive_depth > 0 && archive::is_zip(bytes) {
             self.hash_members(bytes, index, "", 1);
+        }
+        if pdf::is_pdf(bytes) {
+            self.pdf_links(bytes, &location);
+        }
+    }
+
+    /// Collects the link targets of a PDF attachment and their hosts. Object
+    /// streams are decompressed within the archive byte limits.
+    fn pdf_links(&mut self, bytes: &[u8], location: &Location) {
+        if self.out.limits_hit.contains(&"max_urls") {
+            return;
+        }
+        let mut hits = Vec::new();
+        let mut record = |name: &'static str| hits.push(name);
+        let mut budget = pdf::Budget {
+            max_stream_bytes: self.limits.max_archive_member_bytes,
+            bytes_left: self.archive_bytes_left,
+            hit: &mut record,
+        };
+        let _ = pdf::link_targets(bytes, &mut budget, &mut |target| {
+            self.push_url(&target, location, 0)
+        });
+        self.archive_bytes_left = budget.bytes_left;
+        for name in hits {
+            self.hit(name);
         }
     }
 

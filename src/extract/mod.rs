@@ -4,6 +4,7 @@
 mod archive;
 mod message;
 pub mod observable;
+mod pdf;
 mod received;
 mod session;
 mod transfer;
@@ -29,9 +30,11 @@ pub struct Limits {
     /// Maximum members read from one ZIP archive.
     pub max_archive_members: usize,
     /// Maximum uncompressed bytes of one ZIP member; larger members are not
-    /// hashed.
+    /// hashed. It also caps the bytes decompressed from one PDF object
+    /// stream.
     pub max_archive_member_bytes: usize,
-    /// Maximum uncompressed bytes read from all ZIP archives of a message.
+    /// Maximum uncompressed bytes read from all ZIP archives and PDF object
+    /// streams of a message.
     pub max_archive_bytes: usize,
     /// Maximum depth of ZIP archives opened: 1 reads the members of an
     /// attached archive, 2 also the members of archives inside it.
@@ -107,6 +110,9 @@ pub fn from_session(conn: &ConnectionFacts, envelope: Option<&Envelope>) -> Vec<
 ///   SHA-1 and SHA-256 at [`Location::Attachment`] (numbered from 1),
 ///   including parts of nested `message/rfc822` parts. The members of a ZIP
 ///   attachment are hashed at [`Location::ArchiveMember`].
+/// - The link targets of a PDF attachment (`/URI` actions, in compressed
+///   object streams too) are URLs at its [`Location::Attachment`], with
+///   their hosts.
 ///
 /// The limits cut the work, never the message: each limit that is hit adds
 /// its field name to `limits_hit`.
