@@ -28,7 +28,8 @@ PF=$HERE/postfix.sh
 SOCK=/tmp/ioc-milter-bench/ioc-milter.sock
 MINIMAL_SOCK=/tmp/ioc-milter-bench/minimal.sock
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; "$PF" milter "" || true; }
+# Waits for the milters to exit, so the next script finds their ports free.
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }; done; "$PF" milter "" || true; }
 trap cleanup EXIT
 
 wait_port() {

@@ -13,7 +13,7 @@ SECS=${4:-20}
 CONNS=${5:-16}
 BIN=${BIN:-target/release/examples}
 PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; }
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && { wait "$PID" 2>/dev/null || true; }; true; }
 trap cleanup EXIT
 
 # loadgen prints a line for people, then a JSON line: the first goes to

@@ -16,7 +16,8 @@ COUNT=${5:-40000}
 BIN=${BIN:-target/release/examples}
 CONNS=${CONNS:-"1 4 16 64"}
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+# Waits for the servers to exit, so the next script finds their ports free.
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }; done; true; }
 trap cleanup EXIT
 
 # loadgen prints a line for people, then a JSON line: the first goes to
