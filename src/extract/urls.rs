@@ -410,7 +410,17 @@ fn is_attribute_start(html: &str, start: usize) -> bool {
 /// far more often than it is part of it.
 fn bare_url_end(text: &str, start: usize) -> usize {
     let rest = text.get(start..).unwrap_or("");
-    for (offset, c) in rest.char_indices() {
+    // ASCII bytes are checked as bytes; the first other byte starts the
+    // general loop, which reads whole characters.
+    let ascii_end = rest
+        .bytes()
+        .position(|b| !b.is_ascii() || is_ascii_url_stop(b))
+        .unwrap_or(rest.len());
+    if rest.as_bytes().get(ascii_end).is_none_or(u8::is_ascii) {
+        return start + ascii_end;
+    }
+    for (offset, c) in rest[ascii_end..].char_indices() {
+        let offset = ascii_end + offset;
         let stops = c.is_whitespace()
             || c.is_control()
             || matches!(
@@ -423,6 +433,13 @@ fn bare_url_end(text: &str, start: usize) -> usize {
         }
     }
     text.len()
+}
+
+/// The ASCII bytes that end a bare URL in [`bare_url_end`].
+fn is_ascii_url_stop(byte: u8) -> bool {
+    byte.is_ascii_whitespace()
+        || byte.is_ascii_control()
+        || matches!(byte, b'<' | b'>' | b'"' | b'\'' | b'`')
 }
 
 /// Returns the value of the attribute whose name ends at `after_name`, quoted
@@ -753,6 +770,40 @@ mod tests {
             texts.push(text);
         }
         texts
+    }
+
+    /// The character loop that [`bare_url_end`] runs after its ASCII part.
+    fn reference_url_end(text: &str, start: usize) -> usize {
+        text[start..]
+            .char_indices()
+            .find(|&(_, c)| {
+                c.is_whitespace()
+                    || c.is_control()
+                    || matches!(
+                        c,
+                        '<' | '>' | '"' | '\'' | '`' | '\u{ad}' | '\u{200b}'
+                            ..='\u{200d}' | '\u{2060}' | '\u{feff}'
+                    )
+            })
+            .map_or(text.len(), |(offset, _)| start + offset)
+    }
+
+    #[test]
+    fn url_end_matches_reference() {
+        let extra = [
+            "\u{a0}", "\u{85}", "\u{200b}", "\u{ad}", "\x0b", "'", "`", "\"", "ü", "%",
+        ];
+        for (n, mut text) in generated_texts().into_iter().enumerate() {
+            text.push_str(extra[n % extra.len()]);
+            text.push_str("tail");
+            for start in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                assert_eq!(
+                    bare_url_end(&text, start),
+                    reference_url_end(&text, start),
+                    "{text:?} from {start}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -219,13 +219,14 @@ pub fn url(text: &str) -> Result<String, NormalizeError> {
     };
     let mut parsed = url::Url::parse(&with_scheme)
         .map_err(|e| NormalizeError::new("URL", text, e.to_string()))?;
+    // Each setter writes the URL out again, so it is called only when it
+    // changes something: long tracking links made this the costly part.
     let host = match parsed.host() {
         Some(url::Host::Domain(name)) => {
-            let name = name.strip_suffix('.').unwrap_or(name).to_string();
-            if name.is_empty() {
+            if name == "." || name.is_empty() {
                 return Err(NormalizeError::new("URL", text, "empty host"));
             }
-            Some(name)
+            name.strip_suffix('.').map(str::to_string)
         }
         Some(_) => None,
         None => return Err(NormalizeError::new("URL", text, "missing host")),
@@ -235,18 +236,28 @@ pub fn url(text: &str) -> Result<String, NormalizeError> {
             .set_host(Some(&name))
             .map_err(|e| NormalizeError::new("URL", text, e.to_string()))?;
     }
-    parsed.set_fragment(None);
+    if parsed.fragment().is_some() {
+        parsed.set_fragment(None);
+    }
     // Both setters fail only for URLs that cannot have credentials, which
     // then have none to remove.
-    let _ = parsed.set_username("");
-    let _ = parsed.set_password(None);
+    if !parsed.username().is_empty() {
+        let _ = parsed.set_username("");
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(None);
+    }
     let path = normalize_percent_escapes(parsed.path());
-    parsed.set_path(&path);
+    if path != parsed.path() {
+        parsed.set_path(&path);
+    }
     match parsed.query() {
         Some("") => parsed.set_query(None),
         Some(query) => {
-            let query = normalize_percent_escapes(query);
-            parsed.set_query(Some(&query));
+            let normalized = normalize_percent_escapes(query);
+            if normalized != query {
+                parsed.set_query(Some(&normalized));
+            }
         }
         None => {}
     }
