@@ -219,20 +219,16 @@ impl<'l> Collector<'l> {
                         self.walk(inner, depth + 1);
                     }
                 }
-                PartType::Text(text) => {
+                PartType::Text(text) | PartType::Html(text) => {
+                    let is_html = matches!(part.body, PartType::Html(_));
                     self.text_parts += 1;
-                    self.urls_in(text, false, &Location::BodyPart(self.text_parts));
+                    self.urls_in(text, is_html, &Location::BodyPart(self.text_parts));
                     if !is_body {
-                        let redecoded = redecoded_body(message, part);
-                        let bytes = redecoded.as_deref().unwrap_or(part.contents());
-                        self.hash_attachment(bytes, part.attachment_name());
-                    }
-                }
-                PartType::Html(html) => {
-                    self.text_parts += 1;
-                    self.urls_in(html, true, &Location::BodyPart(self.text_parts));
-                    if !is_body {
-                        let redecoded = redecoded_body(message, part);
+                        let redecoded = if text_is_decoded_bytes(message, part, text) {
+                            None
+                        } else {
+                            redecoded_body(message, part)
+                        };
                         let bytes = redecoded.as_deref().unwrap_or(part.contents());
                         self.hash_attachment(bytes, part.attachment_name());
                     }
@@ -240,9 +236,7 @@ impl<'l> Collector<'l> {
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                     // mail-parser keeps a binary part's bytes as decoded, so
                     // base64 written cleanly needs no second decoding.
-                    let redecoded = if part.encoding == Encoding::Base64
-                        && raw_body(message, part).is_some_and(transfer::is_clean_base64)
-                    {
+                    let redecoded = if is_clean_base64_part(message, part) {
                         None
                     } else {
                         redecoded_body(message, part)
@@ -421,6 +415,26 @@ fn redecoded_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u
     None
 }
 
+/// Tells whether mail-parser decoded `part` from base64 that the lenient
+/// decoder reads the same way (see [`transfer::is_clean_base64`]).
+fn is_clean_base64_part(message: &Message<'_>, part: &MessagePart<'_>) -> bool {
+    part.encoding == Encoding::Base64
+        && raw_body(message, part).is_some_and(transfer::is_clean_base64)
+}
+
+/// Tells whether the text mail-parser made of a text part holds exactly the
+/// decoded bytes. That is so for clean base64 read as UTF-8 (no charset or
+/// a UTF-8 one) where no byte sequence was replaced, which leaves no U+FFFD.
+fn text_is_decoded_bytes(message: &Message<'_>, part: &MessagePart<'_>, text: &str) -> bool {
+    let is_utf8 = part
+        .content_type()
+        .and_then(|content_type| content_type.attribute("charset"))
+        .is_none_or(|charset| {
+            charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8")
+        });
+    is_utf8 && !text.contains('\u{fffd}') && is_clean_base64_part(message, part)
+}
+
 /// The body of `part` as written in the message, before any decoding.
 fn raw_body<'m>(message: &'m Message<'_>, part: &MessagePart<'_>) -> Option<&'m [u8]> {
     let start = usize::try_from(part.offset_body).ok()?;
@@ -539,12 +553,22 @@ mod tests {
     /// whether the part skips the second decoding (clean base64) or not.
     #[test]
     fn base64_attachment_hash_matches_lenient_decoding() {
+        // "//8A" decodes to bytes that are not UTF-8, "4pyT" to a check mark.
         let pieces: &[&[u8]] = &[
-            b"QUJD", b"ZGVm", b"\r\n", b" ", b"=", b"==", b"Zg", b"R", b"!", b"\t",
+            b"QUJD", b"ZGVm", b"\r\n", b" ", b"=", b"==", b"Zg", b"R", b"!", b"\t", b"//8A",
+            b"4pyT",
+        ];
+        let content_types: [&[u8]; 4] = [
+            b"application/octet-stream",
+            b"text/plain; charset=utf-8",
+            b"text/html",
+            b"text/plain; charset=iso-8859-1",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut clean = 0;
-        for _ in 0..2_000 {
+        // Clean text parts read as UTF-8 whose text mail-parser's bytes are.
+        let mut text_as_decoded = 0;
+        for round in 0..4_000 {
             let mut body = Vec::new();
             for _ in 0..(1 + state % 30) {
                 state ^= state << 13;
@@ -552,14 +576,20 @@ mod tests {
                 state ^= state << 17;
                 body.extend_from_slice(pieces[(state % pieces.len() as u64) as usize]);
             }
+            let decoded = transfer::decode_base64_lenient(&body);
             if transfer::is_clean_base64(&body) {
                 clean += 1;
+                let read_as_utf8 = matches!(round % content_types.len(), 1 | 2);
+                if read_as_utf8 && std::str::from_utf8(&decoded).is_ok() {
+                    text_as_decoded += 1;
+                }
             }
             let mut raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
                 --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
-                --b\r\nContent-Type: application/octet-stream\r\n\
-                Content-Transfer-Encoding: base64\r\n\r\n"
+                --b\r\nContent-Disposition: attachment; filename=a\r\nContent-Type: "
                 .to_vec();
+            raw.extend_from_slice(content_types[round % content_types.len()]);
+            raw.extend_from_slice(b"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
             raw.extend_from_slice(&body);
             raw.extend_from_slice(b"\r\n--b--\r\n");
             let found = observables(&raw, &Limits::default());
@@ -571,10 +601,10 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            let expected = digests(&transfer::decode_base64_lenient(&body));
+            let expected = digests(&decoded);
             assert_eq!(hashes, expected, "{:?}", String::from_utf8_lossy(&body));
         }
-        assert_eq!(clean, 142);
+        assert_eq!((clean, text_as_decoded), (348, 110));
     }
 
     /// mail-parser's date parser reads past the end of some malformed
