@@ -435,7 +435,8 @@ fn text_is_decoded_bytes(message: &Message<'_>, part: &MessagePart<'_>, text: &s
     is_utf8 && !text.contains('\u{fffd}') && is_clean_base64_part(message, part)
 }
 
-/// The body of `part` as written in the message, before any decoding.
+/// Returns the body of `part` as written in the message, before any
+/// decoding.
 fn raw_body<'m>(message: &'m Message<'_>, part: &MessagePart<'_>) -> Option<&'m [u8]> {
     let start = usize::try_from(part.offset_body).ok()?;
     let end = usize::try_from(part.offset_end).ok()?;
@@ -566,7 +567,8 @@ mod tests {
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut clean = 0;
-        // Clean text parts read as UTF-8 whose text mail-parser's bytes are.
+        // Counts the clean text parts read as UTF-8, whose hash is taken
+        // from mail-parser's text.
         let mut text_as_decoded = 0;
         for round in 0..4_000 {
             let mut body = Vec::new();

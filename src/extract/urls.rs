@@ -435,7 +435,7 @@ fn bare_url_end(text: &str, start: usize) -> usize {
     text.len()
 }
 
-/// The ASCII bytes that end a bare URL in [`bare_url_end`].
+/// Tells whether an ASCII byte ends a bare URL in [`bare_url_end`].
 fn is_ascii_url_stop(byte: u8) -> bool {
     byte.is_ascii_whitespace()
         || byte.is_ascii_control()
@@ -736,7 +736,7 @@ mod tests {
         found
     }
 
-    /// The match-anywhere search that the prefix and attribute finders
+    /// Runs the match-anywhere search that the prefix and attribute finders
     /// replace, kept as the reference they are checked against.
     fn reference_matches(patterns: &[&str], text: &str) -> Vec<(usize, usize)> {
         let automaton = AhoCorasickBuilder::new()
@@ -772,7 +772,8 @@ mod tests {
         texts
     }
 
-    /// The character loop that [`bare_url_end`] runs after its ASCII part.
+    /// Runs the character loop that [`bare_url_end`] runs after its ASCII
+    /// part.
     fn reference_url_end(text: &str, start: usize) -> usize {
         text[start..]
             .char_indices()
