@@ -15,28 +15,16 @@ set -euo pipefail
 OUT=${1:?give the output file}
 INDICATORS=${2:-1000000}
 ROUNDS=${3:-3}
-BIN=${BIN:-target/release/examples}
 HERE=$(cd "$(dirname "$0")" && pwd)
-PF=$HERE/postfix.sh
-SOCK=/tmp/ioc-milter-bench/ioc-milter.sock
-MINIMAL_SOCK=/tmp/ioc-milter-bench/minimal.sock
-PIDS=()
-# Waits for the milters to exit, so the next script finds their ports free.
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }; done; "$PF" milter "" || true; }
-trap cleanup EXIT
-
-wait_for() { # test-arguments...
-    for _ in $(seq 1 600); do "$@" && return 0; sleep 0.1; done
-    echo "a milter was not ready after 60 s ($*); check that it started" >&2; return 1
-}
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+# shellcheck source=postfix-common.sh
+. "$HERE/postfix-common.sh"
 
 "$BIN/bench_milter" --indicators "$INDICATORS" --max-seconds 3600 2>/dev/null & PIDS+=($!)
 "$BIN/bench_milter" --listen "unix:$SOCK" --indicators "$INDICATORS" --max-seconds 3600 2>/dev/null & PIDS+=($!)
 "$BIN/accept_milter" --minimal "unix:$MINIMAL_SOCK" 3600 2>/dev/null & PIDS+=($!)
-wait_for port_open 8994
-wait_for test -S "$SOCK"
-wait_for test -S "$MINIMAL_SOCK"
+wait_port 8994
+wait_socket "$SOCK"
+wait_socket "$MINIMAL_SOCK"
 
 for round in $(seq 1 "$ROUNDS"); do
     for sessions in 1 4 16; do
