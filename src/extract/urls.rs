@@ -503,7 +503,7 @@ fn clean_candidate(raw: &str) -> Option<String> {
     if trimmed.len() > MAX_URL_LEN {
         return None;
     }
-    let mut url = refang(trimmed);
+    let mut url = normalize::refang(trimmed);
     // A scheme alone or `www.` alone is not a URL.
     let body = match url.split_once("://") {
         Some((_, rest)) => rest,
@@ -540,47 +540,6 @@ fn trim_trailing_punctuation(raw: &str) -> &str {
         }
         text = &text[..text.len() - last.len_utf8()];
     }
-}
-
-/// Undoes the usual defanging: `hxxp` schemes, `[:]` and `[://]`, and dots
-/// written as `[.]`, `(.)`, `{.}`, `[dot]` or `(dot)` in any case.
-fn refang(candidate: &str) -> String {
-    let mut url = if candidate
-        .get(..4)
-        .is_some_and(|s| s.eq_ignore_ascii_case("hxxp"))
-    {
-        format!("http{}", candidate.get(4..).unwrap_or(""))
-    } else {
-        candidate.to_string()
-    };
-    if url.contains(['[', '(', '{']) {
-        for (defanged, plain) in [
-            ("[://]", "://"),
-            ("[:]", ":"),
-            ("[.]", "."),
-            ("(.)", "."),
-            ("{.}", "."),
-        ] {
-            url = url.replace(defanged, plain);
-        }
-        url = replace_ignoring_case(&url, "[dot]", ".");
-        url = replace_ignoring_case(&url, "(dot)", ".");
-    }
-    url
-}
-
-/// Replaces every ASCII case-insensitive occurrence of `pattern` (ASCII).
-fn replace_ignoring_case(text: &str, pattern: &str, replacement: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for (at, _) in lower.match_indices(pattern) {
-        out.push_str(text.get(last..at).unwrap_or(""));
-        out.push_str(replacement);
-        last = at + pattern.len();
-    }
-    out.push_str(text.get(last..).unwrap_or(""));
-    out
 }
 
 /// Resolves HTML character references: numeric ones (`&#46;`, `&#x2e;`, the

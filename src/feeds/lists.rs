@@ -71,14 +71,25 @@ fn value_of(kind: Option<IndicatorType>, text: &str) -> Option<IndicatorValue> {
     }
 }
 
-fn push(outcome: &mut ParseOutcome, source: &str, id: Option<&str>, value: Option<IndicatorValue>) {
+/// Adds the value read from `text` to `outcome`, or counts `text` as
+/// invalid and logs it at debug level.
+fn push(
+    outcome: &mut ParseOutcome,
+    source: &str,
+    id: Option<&str>,
+    text: &str,
+    value: Option<IndicatorValue>,
+) {
     outcome.counts.observables += 1;
     match value {
         Some(value) => {
             let id = id.map(str::to_string).unwrap_or_else(|| value.to_string());
             outcome.indicators.push(Indicator::new(value, source, &id));
         }
-        None => outcome.counts.invalid += 1,
+        None => {
+            tracing::debug!(source, value = text, "feed value is invalid, skipped");
+            outcome.counts.invalid += 1;
+        }
     }
 }
 
@@ -100,7 +111,7 @@ pub fn parse_text(text: &str, source: &str, kind: Option<IndicatorType>) -> Pars
         let Some(value) = line.get(..cut).and_then(|v| v.split_whitespace().next()) else {
             continue;
         };
-        push(&mut outcome, source, None, value_of(kind, value));
+        push(&mut outcome, source, None, value, value_of(kind, value));
     }
     outcome
 }
@@ -239,7 +250,7 @@ pub fn parse_csv(text: &str, source: &str, mapping: &CsvMapping) -> Result<Parse
             None => mapping.kind,
         };
         let id = id_column.and_then(|i| record.get(i)).map(String::as_str);
-        push(&mut outcome, source, id, value_of(kind, cell));
+        push(&mut outcome, source, id, cell, value_of(kind, cell));
     }
     Ok(outcome)
 }
@@ -276,6 +287,16 @@ mod tests {
                 IndicatorType::Hash,
                 IndicatorType::Email
             ]
+        );
+    }
+
+    #[test]
+    fn text_defanged_values_read() {
+        let text = "hxxp://defanged.example.org/x\nevil[.]example[.]net\n";
+        let outcome = parse_text(text, "s", None);
+        assert_eq!(
+            strings(&outcome),
+            ["http://defanged.example.org/x", "evil.example.net"]
         );
     }
 

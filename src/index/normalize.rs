@@ -98,7 +98,8 @@ pub fn ip_or_network(text: &str) -> Result<IpNet, NormalizeError> {
 /// converts to lowercase IDNA (punycode) form and checks the label syntax.
 /// IP literals and single-label names are rejected.
 pub fn domain(text: &str) -> Result<String, NormalizeError> {
-    let trimmed = text.trim();
+    let refanged = refang_dots(text.trim());
+    let trimmed = refanged.as_str();
     let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed);
     if trimmed.is_empty() {
         return Err(NormalizeError::new("domain", text, "empty name"));
@@ -206,9 +207,61 @@ pub fn hash(text: &str) -> Result<HashValue, NormalizeError> {
     }
 }
 
-/// Returns the canonical form of a URL (see the module documentation).
+/// Undoes the defanging that threat reports and feeds apply to URLs: an
+/// `hxxp` or `hxxps` scheme, `[://]`, `[:]`, and the dots written `[.]`,
+/// `(.)`, `{.}`, `[dot]` or `(dot)`.
+pub fn refang(text: &str) -> String {
+    let is_defanged_scheme = ["hxxp://", "hxxps://", "hxxp[", "hxxps["]
+        .iter()
+        .any(|prefix| {
+            text.get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        });
+    let mut url = if is_defanged_scheme {
+        format!("http{}", text.get(4..).unwrap_or(""))
+    } else {
+        text.to_string()
+    };
+    if url.contains(['[', '(', '{']) {
+        url = url.replace("[://]", "://").replace("[:]", ":");
+        url = refang_dots(&url);
+    }
+    url
+}
+
+/// Replaces the defanged dots `[.]`, `(.)`, `{.}`, `[dot]` and `(dot)`
+/// (any case) with `.`.
+pub fn refang_dots(text: &str) -> String {
+    if !text.contains(['[', '(', '{']) {
+        return text.to_string();
+    }
+    let mut out = text
+        .replace("[.]", ".")
+        .replace("(.)", ".")
+        .replace("{.}", ".");
+    out = replace_ignoring_case(&out, "[dot]", ".");
+    replace_ignoring_case(&out, "(dot)", ".")
+}
+
+/// Replaces every ASCII case-insensitive occurrence of `pattern` (ASCII).
+fn replace_ignoring_case(text: &str, pattern: &str, replacement: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in lower.match_indices(pattern) {
+        out.push_str(text.get(last..at).unwrap_or(""));
+        out.push_str(replacement);
+        last = at + pattern.len();
+    }
+    out.push_str(text.get(last..).unwrap_or(""));
+    out
+}
+
+/// Returns the canonical form of a URL (see the module documentation). A
+/// defanged URL (see [`refang`]) is read as the URL it stands for.
 pub fn url(text: &str) -> Result<String, NormalizeError> {
-    let trimmed = text.trim();
+    let refanged = refang(text.trim());
+    let trimmed = refanged.as_str();
     if trimmed.is_empty() {
         return Err(NormalizeError::new("URL", text, "empty value"));
     }
@@ -357,6 +410,28 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(url(input).unwrap(), expected, "input {input}");
         }
+    }
+
+    #[test]
+    fn defanged_values_refanged() {
+        assert_eq!(
+            url("hxxps://evil[.]example[.]net/login").unwrap(),
+            "https://evil.example.net/login"
+        );
+        assert_eq!(
+            url("hXXp[://]evil(dot)example{.}net/a").unwrap(),
+            "http://evil.example.net/a"
+        );
+        assert_eq!(url("http[:]//192.0.2.7/x").unwrap(), "http://192.0.2.7/x");
+        // Only a scheme is refanged, not a name that starts with "hxxp".
+        assert_eq!(
+            url("hxxpsite.example.com/a").unwrap(),
+            "http://hxxpsite.example.com/a"
+        );
+        assert_eq!(
+            domain("evil[.]example[DOT]net").unwrap(),
+            "evil.example.net"
+        );
     }
 
     #[test]
