@@ -117,6 +117,58 @@ fn check_client_ip_option() {
     assert_eq!(line["matches"][0]["location"], "connect");
 }
 
+/// Without a source, or before a first poll, every value reads as clean:
+/// `check-config`, `lookup` and `check` warn about it.
+#[test]
+fn empty_index_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("empty.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nlisten = \"inet:127.0.0.1:{}\"\n[state]\ndirectory = \"{}/state\"\n[http]\nlisten = \"off\"\n",
+            free_port(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let stderr = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    let no_source = "no [[source]] is configured, so no indicator is ever loaded";
+    let empty_index = format!(
+        "warning: no indicators are loaded (state directory {}/state), so every value reads as clean",
+        dir.path().display()
+    );
+
+    let output = run(&["--config", config, "check-config"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output) + &stderr(&output);
+    assert_eq!(text.matches(no_source).count(), 1, "{text}");
+
+    let output = run(&["--config", config, "lookup", "192.0.2.5"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(stdout(&output), "ip 192.0.2.5: no indicator matches\n");
+    assert_eq!(
+        stderr(&output).matches(&empty_index).count(),
+        1,
+        "{output:?}"
+    );
+
+    let message = dir.path().join("m.eml");
+    std::fs::write(
+        &message,
+        "From: a@example.com\r\nSubject: s\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let output = run(&["--config", config, "check", message.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        stderr(&output).matches(&empty_index).count(),
+        1,
+        "{output:?}"
+    );
+}
+
 #[test]
 fn lookup_and_sources() {
     let dir = tempfile::tempdir().unwrap();

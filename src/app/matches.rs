@@ -231,6 +231,16 @@ fn follow(path: &std::path::Path, filter: &Filter, as_json: bool) -> Result<Exit
     }
 }
 
+/// Lists the recipients of an entry, or `(none)` for an entry written
+/// before RCPT TO (a reject of the client or the sender).
+fn recipients_text(recipients: &[String]) -> String {
+    if recipients.is_empty() {
+        "(none)".to_string()
+    } else {
+        recipients.join(",")
+    }
+}
+
 fn print_table(entries: &[&LogEntry]) {
     if entries.is_empty() {
         println!("no matching entries");
@@ -238,14 +248,17 @@ fn print_table(entries: &[&LogEntry]) {
     }
     for entry in entries {
         println!(
-            "{} {:<10} {} ref {} from {} to {} subject {:?}",
+            "{} {:<10} {} ref {} from {} to {} subject {}",
             entry.time.format("%Y-%m-%d %H:%M:%S"),
             entry.verdict,
             entry.queue_id.as_deref().unwrap_or("NOQUEUE"),
             entry.reference,
             entry.sender.as_deref().unwrap_or("<>"),
-            entry.recipients.join(","),
-            entry.subject.as_deref().unwrap_or("")
+            recipients_text(&entry.recipients),
+            entry
+                .subject
+                .as_ref()
+                .map_or("(none)".to_string(), |subject| format!("{subject:?}"))
         );
         for found in &entry.matches {
             println!(
@@ -306,6 +319,13 @@ fn print_top(title: &str, counts: &BTreeMap<&str, usize>) {
 mod tests {
     use super::*;
     use crate::matchlog::MatchRecord;
+
+    #[test]
+    fn recipients_listed_or_none() {
+        assert_eq!(recipients_text(&[]), "(none)");
+        let two = ["a@example.com".to_string(), "b@example.org".to_string()];
+        assert_eq!(recipients_text(&two), "a@example.com,b@example.org");
+    }
 
     fn entry(time: &str, verdict: &str, source: &str, indicator: &str, sender: &str) -> LogEntry {
         LogEntry {

@@ -143,7 +143,14 @@ fn offline_engine(config: &Config, feeds: &FeedManager) -> Engine {
         reply_texts(config),
         None,
     );
-    engine.swap_index(build_snapshot(feeds, &config.index));
+    let snapshot = build_snapshot(feeds, &config.index);
+    if snapshot.is_empty() {
+        eprintln!(
+            "warning: no indicators are loaded (state directory {}), so every value reads as clean; run `ioc-milter poll` first, or check `ioc-milter sources`",
+            config.state.directory.display()
+        );
+    }
+    engine.swap_index(snapshot);
     engine
 }
 

@@ -22,13 +22,11 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
         .iter()
         .map(|(kind, action)| format!("{kind}={action}"))
         .collect();
-    println!(
-        "  policy: default={} {} monitor={} fallback={}",
-        policy.default,
-        per_type.join(" "),
-        policy.monitor,
-        policy.fallback
-    );
+    let mut fields = vec![format!("default={}", policy.default)];
+    fields.extend(per_type);
+    fields.push(format!("monitor={}", policy.monitor));
+    fields.push(format!("fallback={}", policy.fallback));
+    println!("  policy: {}", fields.join(" "));
     for source in &config.sources {
         let target = match &source.kind {
             SourceKind::Taxii11(taxii) => {

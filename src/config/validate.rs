@@ -207,6 +207,12 @@ impl Validator {
             }
             sources.push(source);
         }
+        if sources.is_empty() {
+            self.warnings.push(format!(
+                "{}: no [[source]] is configured, so no indicator is ever loaded and every message is accepted as clean; add a source (config/ioc-milter.toml shows each kind)",
+                self.file.display()
+            ));
+        }
 
         Ok(Config {
             path: self.file.clone(),
