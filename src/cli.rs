@@ -215,11 +215,12 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct MatchesArgs {
-    /// Only entries at or after this time (RFC 3339, or a duration such as
-    /// `24h` meaning that long ago).
+    /// Only entries at or after this time (RFC 3339, a UTC date such as
+    /// `2026-12-01` or date and time as the match lines print it, or a
+    /// duration such as `24h` meaning that long ago).
     #[arg(long)]
     pub since: Option<String>,
-    /// Only entries before this time (RFC 3339, or a duration ago).
+    /// Only entries before this time (as for `--since`).
     #[arg(long)]
     pub until: Option<String>,
     /// Only entries with a match from this source.

@@ -160,10 +160,18 @@ fn parse_kind(text: &str) -> Result<IndicatorType> {
         })
 }
 
-/// Reads an RFC 3339 time, or a duration meaning that long before `now`.
+/// Reads an RFC 3339 time, a UTC date or date and time as the match lines
+/// print it (`2026-12-05`, `2026-12-05 14:30:00`), or a duration meaning
+/// that long before `now`.
 fn parse_time(option: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
+    }
+    if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
+        return Ok(time.and_utc());
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
     }
     if let Ok(ago) = humantime::parse_duration(text) {
         let ago = chrono::Duration::from_std(ago)
@@ -171,7 +179,7 @@ fn parse_time(option: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<U
         return Ok(now - ago);
     }
     Err(anyhow!(
-        "{option}: invalid time {text:?}; write an RFC 3339 time such as 2026-12-01T00:00:00Z or a duration such as 24h"
+        "{option}: invalid time {text:?}; write an RFC 3339 time such as 2026-12-01T00:00:00Z, a UTC date such as 2026-12-01, or a duration such as 24h"
     ))
 }
 
@@ -456,6 +464,16 @@ mod tests {
         let since = parse_time("--since", "24h", now).unwrap();
         assert_eq!(since.to_rfc3339(), "2026-12-03T12:00:00+00:00");
         assert!(parse_time("--since", "yesterday", now).is_err());
+    }
+
+    #[test]
+    fn time_as_utc_date() {
+        let now = Utc::now();
+        let day = parse_time("--since", "2026-12-05", now).unwrap();
+        assert_eq!(day.to_rfc3339(), "2026-12-05T00:00:00+00:00");
+        let printed = parse_time("--until", "2026-12-05 14:30:09", now).unwrap();
+        assert_eq!(printed.to_rfc3339(), "2026-12-05T14:30:09+00:00");
+        assert!(parse_time("--since", "2026-13-05", now).is_err());
     }
 }
 
