@@ -199,7 +199,8 @@ pub struct LookupArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Message files (RFC 5322, .eml).
+    /// Message files (RFC 5322, .eml); `-` reads one message from standard
+    /// input, for example from `postcat -bh -q QUEUE_ID`.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print one JSON object per message.

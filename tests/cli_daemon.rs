@@ -169,6 +169,29 @@ fn empty_index_warned() {
     );
 }
 
+/// `check -` judges a message read from standard input, as piped from
+/// `postcat`.
+#[test]
+fn check_reads_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_demo(dir.path());
+    let message = std::fs::read(dir.path().join("messages/2-phishing-link.eml")).unwrap();
+    let mut child = Command::new(BINARY)
+        .args(["--config", &config, "check", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&message).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(line["file"], "-");
+    assert_eq!(line["verdict"], "quarantine");
+}
+
 #[test]
 fn lookup_and_sources() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,8 +55,14 @@ pub fn check_files(config: &Config, args: CheckArgs) -> ExitCode {
 }
 
 fn check_file(engine: &Engine, file: &Path, args: &CheckArgs) -> Result<Evaluation> {
-    let raw =
-        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let raw = if file == Path::new("-") {
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut raw)
+            .map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
+        raw
+    } else {
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+    };
     let conn = ConnectionFacts {
         client_ip: args.client_ip,
         ..ConnectionFacts::default()
