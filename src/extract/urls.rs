@@ -71,10 +71,10 @@ const URL_ATTRIBUTES: [&str; 3] = ["href", "src", "action"];
 /// Returns the start and length of the leftmost [`BARE_PREFIXES`] match,
 /// in any ASCII case, that starts at or after `from`.
 ///
-/// Every prefix holds exactly one `:` (the schemes) or `.` (`www.`), and
-/// neither byte comes before it in the prefix. So the search jumps from one
-/// of those bytes to the next and checks the prefixes that end there; the
-/// first byte that completes a prefix gives the leftmost match.
+/// Every prefix contains exactly one `:` (the schemes) or `.` (`www.`) and
+/// no other of the two bytes. So the search jumps from one of those bytes
+/// to the next and checks the prefixes written around it. The first byte
+/// that completes a prefix gives the leftmost match.
 fn find_bare_start(text: &str, from: usize) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut at = from;
@@ -503,7 +503,7 @@ fn clean_candidate(raw: &str) -> Option<String> {
     if trimmed.len() > MAX_URL_LEN {
         return None;
     }
-    let mut url = normalize::refang(trimmed);
+    let mut url = normalize::refang(trimmed).into_owned();
     // A scheme alone or `www.` alone is not a URL.
     let body = match url.split_once("://") {
         Some((_, rest)) => rest,

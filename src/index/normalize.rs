@@ -18,6 +18,7 @@
 //! A URL without a scheme is read as `http://`. Feeds and messages both go
 //! through [`url`], so the two sides compare equal.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -99,7 +100,7 @@ pub fn ip_or_network(text: &str) -> Result<IpNet, NormalizeError> {
 /// IP literals and single-label names are rejected.
 pub fn domain(text: &str) -> Result<String, NormalizeError> {
     let refanged = refang_dots(text.trim());
-    let trimmed = refanged.as_str();
+    let trimmed = refanged.as_ref();
     let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed);
     if trimmed.is_empty() {
         return Err(NormalizeError::new("domain", text, "empty name"));
@@ -209,38 +210,39 @@ pub fn hash(text: &str) -> Result<HashValue, NormalizeError> {
 
 /// Undoes the defanging that threat reports and feeds apply to URLs: an
 /// `hxxp` or `hxxps` scheme, `[://]`, `[:]`, and the dots written `[.]`,
-/// `(.)`, `{.}`, `[dot]` or `(dot)`.
-pub fn refang(text: &str) -> String {
+/// `(.)`, `{.}`, `[dot]` or `(dot)`. A text without these is borrowed, not
+/// copied.
+pub fn refang(text: &str) -> Cow<'_, str> {
     let is_defanged_scheme = ["hxxp://", "hxxps://", "hxxp[", "hxxps["]
         .iter()
         .any(|prefix| {
             text.get(..prefix.len())
                 .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
         });
-    let mut url = if is_defanged_scheme {
-        format!("http{}", text.get(4..).unwrap_or(""))
+    let url: Cow<'_, str> = if is_defanged_scheme {
+        Cow::Owned(format!("http{}", text.get(4..).unwrap_or("")))
     } else {
-        text.to_string()
+        Cow::Borrowed(text)
     };
-    if url.contains(['[', '(', '{']) {
-        url = url.replace("[://]", "://").replace("[:]", ":");
-        url = refang_dots(&url);
+    if !url.contains(['[', '(', '{']) {
+        return url;
     }
-    url
+    let colons = url.replace("[://]", "://").replace("[:]", ":");
+    Cow::Owned(refang_dots(&colons).into_owned())
 }
 
 /// Replaces the defanged dots `[.]`, `(.)`, `{.}`, `[dot]` and `(dot)`
-/// (any case) with `.`.
-pub fn refang_dots(text: &str) -> String {
+/// (any case) with `.`. A text without brackets is borrowed, not copied.
+pub fn refang_dots(text: &str) -> Cow<'_, str> {
     if !text.contains(['[', '(', '{']) {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
     let mut out = text
         .replace("[.]", ".")
         .replace("(.)", ".")
         .replace("{.}", ".");
     out = replace_ignoring_case(&out, "[dot]", ".");
-    replace_ignoring_case(&out, "(dot)", ".")
+    Cow::Owned(replace_ignoring_case(&out, "(dot)", "."))
 }
 
 /// Replaces every ASCII case-insensitive occurrence of `pattern` (ASCII).
@@ -261,7 +263,7 @@ fn replace_ignoring_case(text: &str, pattern: &str, replacement: &str) -> String
 /// defanged URL (see [`refang`]) is read as the URL it stands for.
 pub fn url(text: &str) -> Result<String, NormalizeError> {
     let refanged = refang(text.trim());
-    let trimmed = refanged.as_str();
+    let trimmed = refanged.as_ref();
     if trimmed.is_empty() {
         return Err(NormalizeError::new("URL", text, "empty value"));
     }
