@@ -1,5 +1,6 @@
-//! Which indicators each message of a directory matches, one JSON line per
-//! message, to compare ioc-milter's verdicts with another filter's.
+//! Report of the indicators that each message of a directory matches, one
+//! JSON line per message, to compare ioc-milter's verdicts with another
+//! filter's.
 //!
 //! ```text
 //! cargo run --release --example match_report -- DIR [--indicators N] [--trusted-hops N] [--hosts]

@@ -422,8 +422,8 @@ fn is_clean_base64_part(message: &Message<'_>, part: &MessagePart<'_>) -> bool {
         && raw_body(message, part).is_some_and(transfer::is_clean_base64)
 }
 
-/// Tells whether the text mail-parser made of a text part holds exactly the
-/// decoded bytes. That is so for clean base64 read as UTF-8 (no charset or
+/// Tells whether the text mail-parser made of a text part contains exactly
+/// the decoded bytes. That is so for clean base64 read as UTF-8 (no charset or
 /// a UTF-8 one) where no byte sequence was replaced, which leaves no U+FFFD.
 fn text_is_decoded_bytes(message: &Message<'_>, part: &MessagePart<'_>, text: &str) -> bool {
     let is_utf8 = part

@@ -122,7 +122,7 @@ fn inflate(data: &[u8], budget: &mut Budget<'_>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Returns the data of the Flate-compressed stream whose dictionary holds
+/// Returns the data of the Flate-compressed stream whose dictionary contains
 /// the `/ObjStm` name at `at`, and the offset where the data ends. Returns
 /// `None` when the dictionary names another filter or no stream follows.
 fn flate_stream_after(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
@@ -284,9 +284,9 @@ mod tests {
         found
     }
 
-    /// A PDF with one object stream holding `objects`, Flate-compressed.
-    /// The objects are followed by repeated filler so that the compressed
-    /// bytes do not hold their text as written.
+    /// Builds a PDF with one Flate-compressed object stream that contains
+    /// `objects`. Repeated filler follows the objects, so the compressed
+    /// bytes do not contain their text as written.
     fn with_object_stream(objects: &str) -> Vec<u8> {
         let text = format!("{objects}\n{}", "0 0 0 RG 0 0 0 rg\n".repeat(64));
         let packed = miniz_oxide::deflate::compress_to_vec_zlib(text.as_bytes(), 9);
