@@ -144,6 +144,10 @@ fn empty_index_warned() {
     assert!(output.status.success(), "{output:?}");
     let text = stdout(&output) + &stderr(&output);
     assert_eq!(text.matches(no_source).count(), 1, "{text}");
+    assert!(
+        stdout(&output).contains("\n  policy: default=reject monitor=false fallback=accept\n"),
+        "{output:?}"
+    );
 
     let output = run(&["--config", config, "lookup", "192.0.2.5"]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -190,6 +194,47 @@ fn check_reads_standard_input() {
     let line: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(line["file"], "-");
     assert_eq!(line["verdict"], "quarantine");
+}
+
+/// `test-source --log-level debug` names each invalid value of a list.
+#[test]
+fn invalid_list_value_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "http://ok.example.com/a\nnot-a-value!\n").unwrap();
+    let config = dir.path().join("list.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nlisten = \"inet:127.0.0.1:{}\"\n[state]\ndirectory = \"{dir}/state\"\n[http]\nlisten = \"off\"\n\n[[source]]\nname = \"mylist\"\nkind = \"text\"\npath = \"{list}\"\n",
+            free_port(),
+            dir = dir.path().display(),
+            list = list.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = run(&[
+        "--config",
+        config,
+        "--log-level",
+        "debug",
+        "test-source",
+        "mylist",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr
+            .matches("feed value is invalid, skipped source=\"mylist\" value=\"not-a-value!\"")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stdout(&output).contains("would add 1, keep 0, remove 0; 1 invalid"),
+        "{output:?}"
+    );
 }
 
 #[test]
