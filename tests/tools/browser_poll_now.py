@@ -4,7 +4,8 @@
 Usage: browser_poll_now.py URL SOURCE
 
 Loads URL, reads the "Last poll" cell of SOURCE's row, presses that row's
-Poll Now button, waits for the page to load again and reads the cell again.
+Poll Now button, waits until the page that follows the form post has loaded,
+and reads the cell again.
 Prints one JSON object: {"before": ..., "after": ..., "title": ...}.
 Uses Debian's chromium and chromedriver (/usr/bin/chromedriver), so nothing
 is downloaded at run time.
@@ -15,9 +16,21 @@ import tempfile
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def new_page_loaded(driver):
+    """True once the page that set the marker is gone and the next is complete.
+
+    While Chromium swaps documents, a script may fail with a WebDriverException
+    (the old nodes are being torn down); the wait ignores those and asks again.
+    """
+    return driver.execute_script(
+        "return window.iocMilterOldPage === undefined"
+        " && document.readyState === 'complete';"
+    )
 
 
 def main():
@@ -44,11 +57,11 @@ def main():
         row = '//tr[@data-source="%s"]' % source
         before = driver.find_element(By.XPATH, row + '/td[@class="last-poll"]').text
         button = driver.find_element(By.XPATH, row + '//button[@class="poll-now"]')
+        driver.execute_script("window.iocMilterOldPage = true;")
         button.click()
-        WebDriverWait(driver, 60).until(expected_conditions.staleness_of(button))
-        WebDriverWait(driver, 60).until(
-            lambda d: d.find_element(By.XPATH, row + '/td[@class="last-poll"]')
-        )
+        wait = WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,))
+        wait.until(new_page_loaded)
+        wait.until(lambda d: d.find_element(By.XPATH, row + '/td[@class="last-poll"]'))
         after = driver.find_element(By.XPATH, row + '/td[@class="last-poll"]').text
         print(json.dumps({"before": before, "after": after, "title": driver.title}))
     finally:
