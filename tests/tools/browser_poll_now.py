@@ -22,10 +22,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 
 def new_page_loaded(driver):
-    """True once the page that set the marker is gone and the next is complete.
+    """Return True once the marked page is gone and the next one is complete.
 
-    While Chromium swaps documents, a script may fail with a WebDriverException
-    (the old nodes are being torn down); the wait ignores those and asks again.
+    While Chromium swaps documents, a script can fail with a WebDriverException
+    because the old nodes are being removed. The wait ignores it and retries.
     """
     return driver.execute_script(
         "return window.iocMilterOldPage === undefined"
