@@ -224,7 +224,7 @@ pub fn refang(text: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(text)
     };
-    if !url.contains(['[', '(', '{']) {
+    if !has_open_bracket(&url) {
         return url;
     }
     let colons = url.replace("[://]", "://").replace("[:]", ":");
@@ -234,7 +234,7 @@ pub fn refang(text: &str) -> Cow<'_, str> {
 /// Replaces the defanged dots `[.]`, `(.)`, `{.}`, `[dot]` and `(dot)`
 /// (any case) with `.`. A text without brackets is borrowed, not copied.
 pub fn refang_dots(text: &str) -> Cow<'_, str> {
-    if !text.contains(['[', '(', '{']) {
+    if !has_open_bracket(text) {
         return Cow::Borrowed(text);
     }
     let mut out = text
@@ -243,6 +243,12 @@ pub fn refang_dots(text: &str) -> Cow<'_, str> {
         .replace("{.}", ".");
     out = replace_ignoring_case(&out, "[dot]", ".");
     Cow::Owned(replace_ignoring_case(&out, "(dot)", "."))
+}
+
+/// Returns true when `text` contains `[`, `(` or `{`. It searches bytes
+/// because `str::contains` with a char set decodes every char of the text.
+fn has_open_bracket(text: &str) -> bool {
+    memchr::memchr3(b'[', b'(', b'{', text.as_bytes()).is_some()
 }
 
 /// Replaces every ASCII case-insensitive occurrence of `pattern` (ASCII).
@@ -434,6 +440,16 @@ mod tests {
             domain("evil[.]example[DOT]net").unwrap(),
             "evil.example.net"
         );
+    }
+
+    #[test]
+    fn refang_borrows_plain_text() {
+        assert!(matches!(
+            refang("https://evil.example.net/a?b=c"),
+            Cow::Borrowed("https://evil.example.net/a?b=c")
+        ));
+        assert!(matches!(refang_dots("evil.example.net"), Cow::Borrowed(_)));
+        assert_eq!(refang_dots("evil(.)example{.}net"), "evil.example.net");
     }
 
     #[test]
