@@ -316,16 +316,19 @@ impl<'l> Collector<'l> {
             name: name.map(str::to_string),
         };
         self.push_digests(bytes, &location);
-        if self.limits.max_archive_depth > 0 && archive::is_zip(bytes) {
-            self.hash_members(bytes, index, "", 1);
-        }
-        if pdf::is_pdf(bytes) {
+        // A stored ZIP can hold a PDF header in its first 1024 bytes, so a
+        // ZIP is not read as a PDF. Its PDF members are read instead.
+        if archive::is_zip(bytes) {
+            if self.limits.max_archive_depth > 0 {
+                self.hash_members(bytes, index, "", 1);
+            }
+        } else if pdf::is_pdf(bytes) {
             self.pdf_links(bytes, &location);
         }
     }
 
-    /// Collects the link targets of a PDF attachment and their hosts. Object
-    /// streams are decompressed within the archive byte limits.
+    /// Collects the link targets of a PDF attachment or ZIP member and their
+    /// hosts. Object streams are decompressed within the archive byte limits.
     fn pdf_links(&mut self, bytes: &[u8], location: &Location) {
         if self.out.limits_hit.contains(&"max_urls") {
             return;
@@ -356,8 +359,8 @@ impl<'l> Collector<'l> {
     }
 
     /// Hashes the members of the ZIP archive `bytes`, found in attachment
-    /// `index` at member path `prefix`, and opens archives inside it up to
-    /// `max_archive_depth`.
+    /// `index` at member path `prefix`, reads the links of PDF members, and
+    /// opens archives inside it up to `max_archive_depth`.
     fn hash_members(&mut self, bytes: &[u8], index: usize, prefix: &str, depth: usize) {
         let mut hits = Vec::new();
         let mut record = |name: &'static str| hits.push(name);
@@ -389,6 +392,8 @@ impl<'l> Collector<'l> {
                 } else {
                     self.hash_members(&member.data, index, &path, depth + 1);
                 }
+            } else if pdf::is_pdf(&member.data) {
+                self.pdf_links(&member.data, &location);
             }
         }
     }
@@ -548,6 +553,59 @@ mod tests {
         let found = observables(raw, &limits);
         assert_eq!(found.limits_hit, ["max_message_bytes", "max_urls"]);
         assert_eq!(found.observables.len(), 2);
+    }
+
+    #[test]
+    fn pdf_in_zip_links() {
+        use base64::Engine as _;
+
+        let pdf =
+            b"%PDF-1.4\n1 0 obj\n<< /S /URI /URI (https://zip-pdf.example.net/login) >>\nendobj\n";
+        let inner = archive::tests::stored_zip(&[("invoice.pdf", pdf)], true);
+        let outer = archive::tests::stored_zip(&[("nested.zip", &inner)], true);
+        let mut raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+            --b\r\nContent-Type: application/zip; name=a.zip\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        raw.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(&outer)
+                .as_bytes(),
+        );
+        raw.extend_from_slice(b"\r\n--b--\r\n");
+
+        let found = observables(&raw, &Limits::default());
+        let links: Vec<String> = found
+            .observables
+            .iter()
+            .filter(|o| !matches!(o.value, ObservableValue::Hash(_)))
+            .map(|o| format!("{} {}", o.value, o.location))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "https://zip-pdf.example.net/login zip-member:1:nested.zip!invoice.pdf",
+                "zip-pdf.example.net url-host:zip-member:1:nested.zip!invoice.pdf",
+            ]
+        );
+        assert!(found.limits_hit.is_empty());
+
+        // With one archive level, the inner ZIP is hashed but not opened,
+        // and the outer ZIP is not read as a PDF.
+        let shallow = Limits {
+            max_archive_depth: 1,
+            ..Limits::default()
+        };
+        let found = observables(&raw, &shallow);
+        let links: Vec<&ObservableValue> = found
+            .observables
+            .iter()
+            .map(|o| &o.value)
+            .filter(|value| !matches!(value, ObservableValue::Hash(_)))
+            .collect();
+        assert!(links.is_empty(), "{links:?}");
+        assert_eq!(found.limits_hit, ["max_archive_depth"]);
     }
 
     /// A base64 attachment is hashed as the lenient decoder reads it,
