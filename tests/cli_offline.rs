@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ioc-milter");
 
-/// The list polled by every test: networks that contain each other, single
+/// Returns the list polled by every test: networks that contain each other, single
 /// addresses, IPv6, a domain, and 55 addresses in 203.0.113.0/24 to pass
 /// the limit of 50 listed indicators inside a network.
 fn list_text() -> String {
@@ -79,7 +79,8 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_str(stdout(output).trim()).expect("one JSON object")
 }
 
-/// The `value` of each indicator of a JSON array, as the index stores it.
+/// Returns the `value` of each indicator of a JSON array, as the index
+/// stores it.
 fn values(indicators: &serde_json::Value) -> Vec<String> {
     indicators
         .as_array()
@@ -230,7 +231,7 @@ fn lookup_port_out_of_range() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert_eq!(
         stderr(&output),
-        "ioc-milter: error: cannot read \"evil.example.net:65536\": port 65536 is out of range (0 to 65535); look up the address or domain without the port\n"
+        "ioc-milter: error: cannot read \"evil.example.net:65536\": port 65536 is out of range (0 to 65535). Look up the address or domain without the port\n"
     );
 }
 
@@ -289,7 +290,7 @@ fn check_warns_on_non_mail() {
     // so its URL matches.
     let cases = [
         (&pdf, NO_FIELD, 0, "accept (no match)"),
-        (&empty, "the file is empty", 0, "accept (no match)"),
+        (&empty, "it is empty", 0, "accept (no match)"),
         (&body_only, NO_FIELD, 1, "reject, 1 match(es)"),
     ];
     for (file, reason, status, verdict) in cases {
@@ -344,11 +345,11 @@ fn check_mail_not_warned() {
     assert_eq!(stderr(&output), "");
 }
 
-/// Every file of the corpus's `mail` directory that starts with a header
-/// field passes without a warning. The ten that warn are not messages: an
-/// empty file, one holding only a newline, a ZIP archive, an Outlook .msg
-/// (OLE2) file, three license texts, a .gitattributes file and a message
-/// body without its header.
+/// Every file of the corpus's `mail` directory with a header field before
+/// its first blank line passes without a warning. The ten that warn are
+/// not messages: two empty files, one holding only a newline, a ZIP
+/// archive, an Outlook .msg (OLE2) file, three license texts, a
+/// .gitattributes file and a message body without its header.
 #[test]
 fn check_corpus_warnings() {
     let Some(corpus) = std::env::var_os("IOC_MILTER_CORPUS").map(PathBuf::from) else {

@@ -91,13 +91,13 @@ fn check_file(
     Ok((engine.evaluate(&conn, &envelope, Some(&raw)), warning))
 }
 
-/// Returns why `raw` does not look like a mail message, or `None` when at
-/// least one header field comes before the first blank line. A line such
-/// as an mbox `From ` line or a PDF's `%PDF-1.7` is not a field, but any
-/// one field is enough, as mail parsers accept such lines.
+/// Returns why `raw` does not look like a mail message, or `None` when a
+/// header field comes before the first blank line. One field is enough
+/// because mail-parser 0.11 does not stop at a line that is not a field
+/// (such as an mbox `From ` line) but reads the header on to the blank line.
 fn not_mail_reason(raw: &[u8]) -> Option<&'static str> {
     if raw.is_empty() {
-        return Some("the file is empty");
+        return Some("it is empty");
     }
     for line in raw.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -112,18 +112,15 @@ fn not_mail_reason(raw: &[u8]) -> Option<&'static str> {
 }
 
 /// Checks whether `line` starts a header field: a name of printable ASCII
-/// other than the colon, then the colon. RFC 5322 section 4.5.8 (obsolete
-/// syntax) allows spaces or tabs between the name and the colon.
+/// other than the colon, then the colon. The obsolete syntax of RFC 5322
+/// (`obs-optional`) allows spaces or tabs between the name and the colon.
 fn is_header_field(line: &[u8]) -> bool {
     let name_len = line
         .iter()
         .take_while(|b| matches!(b, b'!'..=b'9' | b';'..=b'~'))
         .count();
     let after_name = line.get(name_len..).unwrap_or_default();
-    let after_spaces = after_name
-        .iter()
-        .skip_while(|b| matches!(b, b' ' | b'\t'))
-        .next();
+    let after_spaces = after_name.iter().find(|b| !matches!(b, b' ' | b'\t'));
     name_len > 0 && after_spaces == Some(&b':')
 }
 
@@ -233,7 +230,7 @@ mod tests {
         let no_field =
             Some("no header field (such as \"From: ...\") comes before the first blank line");
         let cases: [(&[u8], Option<&str>); 9] = [
-            (b"", Some("the file is empty")),
+            (b"", Some("it is empty")),
             (b"\n", no_field),
             (
                 b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\n",

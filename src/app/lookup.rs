@@ -18,7 +18,7 @@ use crate::index::{normalize, IndicatorRef, NetworkLookup, Snapshot};
 /// (the help of `lookup` in `cli.rs` names it).
 const INSIDE_LIMIT: usize = 50;
 
-/// What `lookup` searches the index for.
+/// The target of a lookup: one observable value or a whole network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Query {
     Value(ObservableValue),
@@ -33,9 +33,9 @@ struct ParsedQuery {
     dropped_port: Option<u16>,
 }
 
-/// Reads a lookup value: a URL, email address, IP address, CIDR network,
-/// address or domain with a port, hash or domain, tried in that order so
-/// that URLs and bare IPv6 addresses are never read as host and port.
+/// Reads a lookup value. URLs and email addresses are recognized first,
+/// then IP addresses, so neither a URL nor a bare IPv6 address is read as
+/// a host with a port.
 fn parse_query(text: &str) -> Result<ParsedQuery> {
     let text = text.trim();
     let value = |query| ParsedQuery {
@@ -106,7 +106,7 @@ fn split_port(text: &str) -> Result<Option<(&str, u16)>> {
     match port.parse::<u16>() {
         Ok(number) => Ok(Some((host, number))),
         Err(_) => bail!(
-            "cannot read {text:?}: port {port} is out of range (0 to 65535); look up the address or domain without the port"
+            "cannot read {text:?}: port {port} is out of range (0 to 65535). Look up the address or domain without the port"
         ),
     }
 }
@@ -141,6 +141,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
     feeds.load_state();
     let engine = offline_engine(config, &feeds);
     let index = engine.index();
+
     let value = match parsed.query {
         Query::Value(value) => value,
         Query::Network(network) => {
@@ -155,6 +156,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
             "note: port {port} ignored, looking up {value} (IP address and domain indicators match any port)"
         );
     }
+
     // A URL's host is looked up too, as it is for URLs found in a message.
     let mut values = vec![value.clone()];
     if let ObservableValue::Url(url) = &value {
@@ -162,6 +164,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
             values.push(host);
         }
     }
+
     let mut any_match = false;
     for value in &values {
         any_match |= lookup_value(&index, value, args.json);
@@ -177,7 +180,7 @@ fn exit_code(any_match: bool) -> ExitCode {
     }
 }
 
-/// Prints the indicators that match `value`; returns whether any does.
+/// Prints the indicators that match `value` and returns whether any does.
 fn lookup_value(index: &Snapshot, value: &ObservableValue, as_json: bool) -> bool {
     let found = index.lookup(value);
     if as_json {
@@ -412,7 +415,7 @@ mod tests {
         let error = parse_query("192.0.2.7:70000").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "cannot read \"192.0.2.7:70000\": port 70000 is out of range (0 to 65535); look up the address or domain without the port"
+            "cannot read \"192.0.2.7:70000\": port 70000 is out of range (0 to 65535). Look up the address or domain without the port"
         );
         let error = parse_query("bad_host!:25").unwrap_err();
         assert_eq!(
