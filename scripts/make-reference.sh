@@ -37,7 +37,8 @@ section() {
     done
     printf '\n## Exit status\n\n'
     printf -- '- `check`: 0 when no message matched, 1 when any message matched, 2 on an error.\n'
-    printf -- '- `lookup`: 0 when no indicator matches, 1 when one does.\n'
+    printf -- '- `lookup`: 0 when no indicator matches, 1 when one does (for a network:\n'
+    printf -- '  one that contains it or lies inside it).\n'
     printf -- '- `poll`, `test-source`: 0 when every poll succeeded, 1 when one failed.\n'
     printf -- '- `discover`: 1 when the server could not be read.\n'
     printf -- '- every command: 2 on an invalid configuration or another error.\n'

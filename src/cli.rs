@@ -59,7 +59,8 @@ pub enum Command {
     Suspend(SourceArg),
     /// Resume polling a suspended source in the running daemon.
     Resume(SourceArg),
-    /// Show which indicators match a value (IP, domain, URL, hash or email).
+    /// Show which indicators match a value (IP address or network, domain,
+    /// URL, hash or email). Exit status: 0 no match, 1 a match, 2 error.
     Lookup(LookupArgs),
     /// Judge message files offline. Exit status: 0 no match, 1 a match, 2 error.
     Check(CheckArgs),
@@ -189,8 +190,11 @@ pub struct PollArgs {
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {
-    /// The value: an IP address, domain, URL, MD5/SHA-1/SHA-256 hash or email
-    /// address.
+    /// The value: an IP address, CIDR network, domain, URL,
+    /// MD5/SHA-1/SHA-256 hash or email address. For a network, the
+    /// indicators that contain it and the first 50 inside it are shown. A
+    /// port after an address or domain (192.0.2.7:25, [2001:db8::1]:443,
+    /// mail.example.net:587) is ignored, with a note on standard error.
     pub value: String,
     /// Print JSON.
     #[arg(long)]
@@ -200,7 +204,8 @@ pub struct LookupArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Message files (RFC 5322, .eml); `-` reads one message from standard
-    /// input, for example from `postcat -bh -q QUEUE_ID`.
+    /// input, for example from `postcat -bh -q QUEUE_ID`. A file without a
+    /// header field before its first blank line is judged with a warning.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print one JSON object per message.

@@ -1,18 +1,16 @@
-//! `check` (offline verdicts for message files) and `lookup`.
+//! `check`: offline verdicts for message files.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 
 use super::{offline_engine, open_feeds};
-use crate::cli::{CheckArgs, LookupArgs};
+use crate::cli::CheckArgs;
 use crate::config::Config;
 use crate::engine::{Engine, Evaluation};
-use crate::extract::{self, ConnectionFacts, Envelope, ObservableValue};
-use crate::index::normalize;
+use crate::extract::{ConnectionFacts, Envelope};
 
 /// Judges each file. The exit status is 0 when no message matched and 1 when
 /// any did, or 2 when a file or the index could not be read.
@@ -31,9 +29,12 @@ pub fn check_files(config: &Config, args: CheckArgs) -> ExitCode {
     let mut any_error = false;
     for file in &args.files {
         match check_file(&engine, file, &args) {
-            Ok(evaluation) => {
+            Ok((evaluation, warning)) => {
+                if let Some(warning) = &warning {
+                    eprintln!("warning: {warning}");
+                }
                 any_match |= !evaluation.matches.is_empty();
-                print_evaluation(&engine, file, &evaluation, args.json);
+                print_evaluation(&engine, file, &evaluation, warning.as_deref(), args.json);
             }
             Err(error) => {
                 any_error = true;
@@ -54,7 +55,13 @@ pub fn check_files(config: &Config, args: CheckArgs) -> ExitCode {
     }
 }
 
-fn check_file(engine: &Engine, file: &Path, args: &CheckArgs) -> Result<Evaluation> {
+/// Reads and judges one file. Returns the evaluation and, when the file
+/// does not look like a mail message, a warning that names it.
+fn check_file(
+    engine: &Engine,
+    file: &Path,
+    args: &CheckArgs,
+) -> Result<(Evaluation, Option<String>)> {
     let raw = if file == Path::new("-") {
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut raw)
@@ -71,10 +78,59 @@ fn check_file(engine: &Engine, file: &Path, args: &CheckArgs) -> Result<Evaluati
         sender: args.sender.clone().or_else(|| return_path(&raw)),
         ..Envelope::default()
     };
-    Ok(engine.evaluate(&conn, &envelope, Some(&raw)))
+    let warning = not_mail_reason(&raw).map(|reason| {
+        let name = if file == Path::new("-") {
+            "standard input".into()
+        } else {
+            file.display().to_string()
+        };
+        format!(
+            "{name}: {reason}, so it does not look like a mail message. check reads RFC 5322 messages (such as .eml files), and its verdict may miss what this input contains."
+        )
+    });
+    Ok((engine.evaluate(&conn, &envelope, Some(&raw)), warning))
 }
 
-fn print_evaluation(engine: &Engine, file: &Path, evaluation: &Evaluation, as_json: bool) {
+/// Returns why `raw` does not look like a mail message, or `None` when a
+/// header field comes before the first blank line. One field is enough
+/// because mail-parser 0.11 does not stop at a line that is not a field
+/// (such as an mbox `From ` line) but reads the header on to the blank line.
+fn not_mail_reason(raw: &[u8]) -> Option<&'static str> {
+    if raw.is_empty() {
+        return Some("it is empty");
+    }
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if is_header_field(line) {
+            return None;
+        }
+    }
+    Some("no header field (such as \"From: ...\") comes before the first blank line")
+}
+
+/// Checks whether `line` starts a header field: a name of printable ASCII
+/// other than the colon, then the colon. The obsolete syntax of RFC 5322
+/// (`obs-optional`) allows spaces or tabs between the name and the colon.
+fn is_header_field(line: &[u8]) -> bool {
+    let name_len = line
+        .iter()
+        .take_while(|b| matches!(b, b'!'..=b'9' | b';'..=b'~'))
+        .count();
+    let after_name = line.get(name_len..).unwrap_or_default();
+    let after_spaces = after_name.iter().find(|b| !matches!(b, b' ' | b'\t'));
+    name_len > 0 && after_spaces == Some(&b':')
+}
+
+fn print_evaluation(
+    engine: &Engine,
+    file: &Path,
+    evaluation: &Evaluation,
+    warning: Option<&str>,
+    as_json: bool,
+) {
     let conn = ConnectionFacts::default();
     let entry = engine.log_entry(&conn, &Envelope::default(), evaluation, "check");
     if as_json {
@@ -87,6 +143,7 @@ fn print_evaluation(engine: &Engine, file: &Path, evaluation: &Evaluation, as_js
                 "subject": entry.subject,
                 "message_id": entry.message_id,
                 "matches": entry.matches,
+                "warning": warning,
             })
         );
         return;
@@ -158,95 +215,6 @@ fn find_header_end(raw: &[u8]) -> usize {
     raw.len()
 }
 
-/// Reads a lookup value as the observable type it looks like.
-fn parse_lookup_value(text: &str) -> Result<ObservableValue> {
-    let text = text.trim();
-    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(ObservableValue::Ip(normalize::fold_mapped_ipv4(ip)));
-    }
-    if text.contains("://") {
-        return Ok(ObservableValue::Url(normalize::url(text)?));
-    }
-    if text.contains('@') {
-        return Ok(ObservableValue::Email(normalize::email(text)?));
-    }
-    let is_hex = !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_hex && matches!(text.len(), 32 | 40 | 64) {
-        return Ok(ObservableValue::Hash(normalize::hash(text)?));
-    }
-    match normalize::domain(text) {
-        Ok(domain) => Ok(ObservableValue::Domain(domain)),
-        Err(_) => bail!(
-            "cannot read {text:?} as an IP address, URL (with scheme), email address, MD5/SHA-1/SHA-256 hash or domain name"
-        ),
-    }
-}
-
-pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
-    let value = parse_lookup_value(&args.value)?;
-    let feeds = open_feeds(config)?;
-    feeds.load_state();
-    let engine = offline_engine(config, &feeds);
-    let index = engine.index();
-    // A URL's host is looked up too, as it is for URLs found in a message.
-    let mut values = vec![value.clone()];
-    if let ObservableValue::Url(url) = &value {
-        if let Some(host) = extract::url_host(url) {
-            values.push(host);
-        }
-    }
-    let mut any_match = false;
-    for value in &values {
-        let found = index.lookup(value);
-        any_match |= !found.is_empty();
-        if args.json {
-            println!(
-                "{}",
-                json!({
-                    "value": value.to_string(),
-                    "type": value.kind(),
-                    "matches": found,
-                })
-            );
-        } else {
-            print_lookup(value, &found);
-        }
-    }
-    Ok(if any_match {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn print_lookup(value: &ObservableValue, found: &[crate::index::IndicatorRef]) {
-    if found.is_empty() {
-        println!("{} {value}: no indicator matches", value.kind());
-        return;
-    }
-    println!(
-        "{} {value}: {} indicator(s) match",
-        value.kind(),
-        found.len()
-    );
-    for indicator in found {
-        println!(
-            "  {} from {} (id {}{}{})",
-            indicator.value,
-            indicator.source,
-            indicator.id,
-            indicator
-                .package_id
-                .map(|p| format!(", package {p}"))
-                .unwrap_or_default(),
-            indicator
-                .title
-                .map(|t| format!(", {t:?}"))
-                .unwrap_or_default()
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,47 +226,42 @@ mod tests {
     }
 
     #[test]
+    fn not_mail_detected() {
+        let no_field =
+            Some("no header field (such as \"From: ...\") comes before the first blank line");
+        let cases: [(&[u8], Option<&str>); 9] = [
+            (b"", Some("it is empty")),
+            (b"\n", no_field),
+            (
+                b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\n",
+                no_field,
+            ),
+            (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", no_field),
+            (b"Dear team,\n\nSubject: the report\n", no_field),
+            (b"From: a@example.com\r\n\r\nhello\r\n", None),
+            (
+                b"From alice Thu Mar  8 17:40:00 2005\nSubject: hi\n\nbody\n",
+                None,
+            ),
+            (b"Subject : obsolete spacing\n\n", None),
+            (b"garbage line\nX-Header: value\n\nbody", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(
+                not_mail_reason(raw),
+                expected,
+                "input {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
     fn return_path_absent_or_null() {
         assert_eq!(
             return_path(b"Subject: hi\n\nReturn-Path: <x@example.com>\n"),
             None
         );
         assert_eq!(return_path(b"Return-Path: <>\n\nbody"), None);
-    }
-
-    #[test]
-    fn lookup_value_types() {
-        let cases = [
-            ("203.0.113.7", "ip"),
-            ("[2001:db8::1]", "ip"),
-            ("http://Evil.Example.com/x", "url"),
-            ("Bad@Evil.Example.net", "email"),
-            ("aaf4052103a199c73bf5f7abf235a7d6", "hash"),
-            ("Evil.Example.net.", "domain"),
-        ];
-        for (input, kind) in cases {
-            let value = parse_lookup_value(input).unwrap();
-            assert_eq!(value.kind().as_str(), kind, "input {input}");
-        }
-    }
-
-    #[test]
-    fn url_host_as_value() {
-        assert_eq!(
-            extract::url_host("http://portal.login-verify.example.net/x"),
-            Some(ObservableValue::Domain(
-                "portal.login-verify.example.net".into()
-            ))
-        );
-        assert_eq!(
-            extract::url_host("http://192.0.2.1/x"),
-            Some(ObservableValue::Ip("192.0.2.1".parse().unwrap()))
-        );
-    }
-
-    #[test]
-    fn lookup_value_invalid() {
-        let error = parse_lookup_value("not a value").unwrap_err();
-        assert!(error.to_string().contains("\"not a value\""), "{error}");
     }
 }

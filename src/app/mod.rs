@@ -5,6 +5,7 @@ mod check;
 mod daemon;
 mod demo;
 mod feeds_cli;
+mod lookup;
 mod matches;
 mod quarantine;
 mod sources;
@@ -76,7 +77,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
         Command::Discover(_) => {
             unreachable!("the discover command is dispatched before the configuration is read")
         }
-        Command::Lookup(args) => check::lookup(&config, args),
+        Command::Lookup(args) => lookup::lookup(&config, args),
         Command::Check(args) => Ok(check::check_files(&config, args)),
         Command::Matches(args) => matches::run(&config, args),
         Command::Quarantine(args) => quarantine::run(&config, args),

@@ -97,13 +97,33 @@ impl IpIndex {
         store: &Store,
         hasher: &KeyHasher,
         addr: IpAddr,
+        visit: impl FnMut(u32),
+    ) {
+        self.lookup_containing(store, hasher, addr, u8::MAX, visit);
+    }
+
+    /// Calls `visit` with the records of every network of `max_len` bits
+    /// or fewer that contains `addr`, the longest prefix first. With
+    /// `addr` the network address of a network of `max_len` bits, these
+    /// are the networks that contain that whole network, itself included.
+    #[inline]
+    pub(crate) fn lookup_containing(
+        &self,
+        store: &Store,
+        hasher: &KeyHasher,
+        addr: IpAddr,
+        max_len: u8,
         mut visit: impl FnMut(u32),
     ) {
+        let longer_than_max = |(len, _): &&(u8, KeyTable)| *len > max_len;
         match fold_mapped_ipv4(addr) {
             IpAddr::V4(v4) => {
                 let bits = u32::from(v4);
+                // Blocks are /16: a network shorter than /16 has no
+                // containing network of /16 or longer, so the block of its
+                // network address gives the right lengths too.
                 let present = self.v4_blocks.lengths_for(bits);
-                for (len, table) in &self.v4 {
+                for (len, table) in self.v4.iter().skip_while(longer_than_max) {
                     let len = *len;
                     if present & (1u64 << len) == 0 {
                         continue;
@@ -121,7 +141,7 @@ impl IpIndex {
             }
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
-                for (len, table) in &self.v6 {
+                for (len, table) in self.v6.iter().skip_while(longer_than_max) {
                     let len = *len;
                     let network = bits & mask_v6(len);
                     let is_key = |record: u32| {

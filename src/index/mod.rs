@@ -13,4 +13,4 @@ mod table;
 
 pub use allowlist::{Allowlist, Suppression};
 pub use indicator::{HashValue, Indicator, IndicatorRef, IndicatorType, IndicatorValue, ValueRef};
-pub use snapshot::{BuildOptions, BuildReport, Match, Snapshot};
+pub use snapshot::{BuildOptions, BuildReport, Match, NetworkLookup, Snapshot};

@@ -76,23 +76,28 @@ pub fn ip_or_network(text: &str) -> Result<IpNet, NormalizeError> {
         return Ok(IpNet::from(fold_mapped_ipv4(addr)));
     }
     match trimmed.parse::<IpNet>() {
-        Ok(net) => {
-            if let (IpAddr::V6(v6), true) = (net.addr(), net.prefix_len() >= 96) {
-                if let Some(v4) = v6.to_ipv4_mapped() {
-                    let prefix = net.prefix_len() - 96;
-                    let folded = IpNet::new(IpAddr::V4(v4), prefix)
-                        .map_err(|e| NormalizeError::new("IP network", text, e.to_string()))?;
-                    return Ok(folded.trunc());
-                }
-            }
-            Ok(net.trunc())
-        }
+        Ok(net) => Ok(fold_mapped_network(net)),
         Err(_) => Err(NormalizeError::new(
             "IP address",
             text,
             "expected an IPv4 or IPv6 address or a CIDR network such as 192.0.2.0/24",
         )),
     }
+}
+
+/// Truncates a network to its network address and maps an IPv4-mapped
+/// IPv6 network of /96 or longer (`::ffff:192.0.2.0/120`) to its IPv4 form
+/// (`192.0.2.0/24`).
+pub fn fold_mapped_network(net: IpNet) -> IpNet {
+    if let (IpAddr::V6(v6), Some(prefix)) = (net.addr(), net.prefix_len().checked_sub(96)) {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            // A prefix of 96 to 128 leaves 0 to 32, which IPv4 accepts.
+            if let Ok(folded) = IpNet::new(IpAddr::V4(v4), prefix) {
+                return folded.trunc();
+            }
+        }
+    }
+    net.trunc()
 }
 
 /// Normalizes a domain name: trims white space, removes one trailing dot,
@@ -470,6 +475,14 @@ mod tests {
         assert_eq!(
             ip_or_network("::ffff:203.0.113.7").unwrap().to_string(),
             "203.0.113.7/32"
+        );
+        assert_eq!(
+            ip_or_network("::ffff:192.0.2.9/120").unwrap().to_string(),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            ip_or_network("2001:db8::1/32").unwrap().to_string(),
+            "2001:db8::/32"
         );
         assert!(ip_or_network("203.0.113.300").is_err());
     }

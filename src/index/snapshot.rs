@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ipnet::IpNet;
 use serde::Serialize;
 
 use super::allowlist::{Allowlist, Suppression};
@@ -16,7 +17,8 @@ use super::build;
 use super::domain::{find_text, DomainIndex};
 use super::indicator::{Indicator, IndicatorRef, IndicatorType};
 use super::ip::IpIndex;
-use super::store::Store;
+use super::normalize::fold_mapped_network;
+use super::store::{decode_ip, Store};
 use super::table::{KeyHasher, KeyTable};
 use crate::extract::{Observable, ObservableValue};
 
@@ -25,6 +27,22 @@ use crate::extract::{Observable, ObservableValue};
 pub struct Match {
     pub observable: Observable,
     pub indicator: Indicator,
+}
+
+/// The IP indicators that match some address of a network, see
+/// [`Snapshot::lookup_network`].
+#[derive(Debug, Default)]
+pub struct NetworkLookup<'a> {
+    /// Networks that contain the whole network, the network itself
+    /// included, the longest prefix first. They match every address of it.
+    pub containing: Vec<IndicatorRef<'a>>,
+    /// Addresses and longer-prefix networks inside the network, by address
+    /// and then prefix length, at most the requested limit. They match some
+    /// addresses of it.
+    pub inside: Vec<IndicatorRef<'a>>,
+    /// The count of indicators inside the network, including those past
+    /// the limit.
+    pub inside_total: usize,
 }
 
 /// Options for building a snapshot: what is left out and how domains match.
@@ -181,6 +199,47 @@ impl Snapshot {
         found
     }
 
+    /// Returns the IP indicators that match some address of `network`:
+    /// those that contain it, found by one hash probe per prefix length as
+    /// in [`Snapshot::lookup`], and the first `limit` of those inside it.
+    /// The key tables keep no address order, so finding the indicators
+    /// inside reads every IP record once (linear in the IP indicators).
+    pub fn lookup_network(&self, network: IpNet, limit: usize) -> NetworkLookup<'_> {
+        let network = fold_mapped_network(network);
+        let mut containing = Vec::new();
+        self.ips.lookup_containing(
+            &self.store,
+            &self.hasher,
+            network.network(),
+            network.prefix_len(),
+            |record| containing.push(self.store.get(record)),
+        );
+
+        let mut inside: Vec<(IpNet, u32)> = Vec::new();
+        self.store.each_of_kind(IndicatorType::Ip, |record| {
+            // Stored networks may keep host bits (`192.0.2.5/24`).
+            let Some(stored) = decode_ip(self.store.value_bytes(record)).map(|n| n.trunc()) else {
+                return;
+            };
+            if stored.prefix_len() > network.prefix_len() && network.contains(&stored) {
+                inside.push((stored, record));
+            }
+        });
+        inside.sort_unstable();
+        let inside_total = inside.len();
+        let inside = inside
+            .into_iter()
+            .take(limit)
+            .map(|(_, record)| self.store.get(record))
+            .collect();
+
+        NetworkLookup {
+            containing,
+            inside,
+            inside_total,
+        }
+    }
+
     /// Looks up every observable; one [`Match`] per observable and matching
     /// indicator.
     pub fn matches(&self, observables: &[Observable]) -> Vec<Match> {
@@ -272,6 +331,64 @@ mod tests {
         assert_eq!(found("203.0.113.1"), ["otx/2"]);
         assert_eq!(found("2001:db8:1::5"), ["otx/3"]);
         assert_eq!(found("2001:db9::5"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn network_lookup_containing_and_inside() {
+        let values = [
+            ("198.51.100.0/24", "0"),
+            ("198.51.0.0/16", "1"),
+            ("198.51.100.200", "2"),
+            ("198.51.100.7", "3"),
+            ("198.51.100.128/25", "4"),
+            ("198.51.101.1", "5"),
+            ("0.0.0.0/0", "6"),
+            ("2001:db8::/32", "7"),
+            ("2001:db8:0:1::9", "8"),
+        ];
+        let indicators: Vec<Indicator> = values
+            .iter()
+            .map(|(value, id)| indicator(IndicatorType::Ip, value, "otx", id))
+            .collect();
+        let snapshot = Snapshot::build_with(&indicators, &BuildOptions::keep_all());
+        let network = |text: &str| text.parse::<IpNet>().unwrap();
+
+        let found = snapshot.lookup_network(network("198.51.100.0/24"), 50);
+        assert_eq!(ids(found.containing), ["otx/0", "otx/1", "otx/6"]);
+        assert_eq!(ids(found.inside), ["otx/3", "otx/4", "otx/2"]);
+        assert_eq!(found.inside_total, 3);
+
+        let found = snapshot.lookup_network(network("198.51.100.0/24"), 2);
+        assert_eq!(ids(found.inside), ["otx/3", "otx/4"]);
+        assert_eq!(found.inside_total, 3);
+
+        let found = snapshot.lookup_network(network("198.51.100.0/26"), 50);
+        assert_eq!(ids(found.containing), ["otx/0", "otx/1", "otx/6"]);
+        assert_eq!(ids(found.inside), ["otx/3"]);
+
+        let found = snapshot.lookup_network(network("10.0.0.0/8"), 50);
+        assert_eq!(ids(found.containing), ["otx/6"]);
+        assert_eq!(found.inside_total, 0);
+
+        let found = snapshot.lookup_network(network("2001:db8::/48"), 50);
+        assert_eq!(ids(found.containing), ["otx/7"]);
+        assert_eq!(ids(found.inside), ["otx/8"]);
+
+        let found = snapshot.lookup_network(network("::ffff:198.51.100.0/120"), 50);
+        assert_eq!(ids(found.containing), ["otx/0", "otx/1", "otx/6"]);
+        assert_eq!(found.inside_total, 3);
+    }
+
+    #[test]
+    fn network_lookup_truncates_host_bits() {
+        let a = indicator(IndicatorType::Ip, "192.0.2.0/24", "otx", "1");
+        let mut b = indicator(IndicatorType::Ip, "192.0.2.0/28", "otx", "2");
+        // Built by hand, not parsed, so the host bits stay set.
+        b.value = IndicatorValue::Ip("192.0.2.5/28".parse().unwrap());
+        let snapshot = Snapshot::build_with([&a, &b], &BuildOptions::keep_all());
+        let found = snapshot.lookup_network("192.0.2.77/24".parse().unwrap(), 50);
+        assert_eq!(ids(found.containing), ["otx/1"]);
+        assert_eq!(ids(found.inside), ["otx/2"]);
     }
 
     #[test]

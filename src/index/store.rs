@@ -138,6 +138,15 @@ impl Store {
         }
     }
 
+    /// Calls `visit` with every record of type `kind`, in input order.
+    pub(crate) fn each_of_kind(&self, kind: IndicatorType, mut visit: impl FnMut(u32)) {
+        for (record, entry) in self.records.iter().take(self.len()).enumerate() {
+            if entry.kind() == kind {
+                visit(record as u32);
+            }
+        }
+    }
+
     /// Checks whether `record` is a domain of a source that matches the
     /// exact host only.
     pub(crate) fn exact_only(&self, record: u32) -> bool {
