@@ -39,7 +39,7 @@ section() {
     printf -- '- `check`: 0 when no message matched, 1 when any message matched, 2 on an error.\n'
     printf -- '- `lookup`: 0 when no indicator matches, 1 when one does.\n'
     printf -- '- `poll`, `test-source`: 0 when every poll succeeded, 1 when one failed.\n'
-    printf -- '- `discover`: 1 when the server could not be read.\n'
+    printf -- '- `discover`: 0 when it listed the server, 2 when the server could not be read; the error names the URL, the HTTP status and what to check.\n'
     printf -- '- every command: 2 on an invalid configuration or another error.\n'
     printf '\n## Configuration keys\n\n'
     printf 'Every key, with its default and allowed values, as `config/ioc-milter.toml`\n'

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::error_page;
 use crate::config::Taxii11Source;
 
 /// An error of one HTTP request. No variant carries the password.
@@ -26,11 +27,13 @@ pub enum HttpError {
     Timeout { url: String, timeout: Duration },
     #[error("request to {url} failed: {reason}")]
     Request { url: String, reason: String },
-    #[error("{url} answered HTTP {status}: {body}")]
+    /// `reason` is a one-line summary of the response body, or the status's
+    /// standard reason phrase when the body gives none.
+    #[error("{url} answered HTTP {status}: {reason}")]
     Status {
         url: String,
         status: u16,
-        body: String,
+        reason: String,
     },
     #[error("response of {url} is larger than max_bytes = {max_bytes}; raise max_bytes or shorten poll_segment")]
     TooLarge { url: String, max_bytes: u64 },
@@ -78,7 +81,8 @@ fn truncated(
 /// The cap of `max_bytes` applies before the body is read (Content-Length)
 /// and while it streams in, so a larger body ends with
 /// [`HttpError::TooLarge`] without being held whole. Another status returns
-/// [`HttpError::Status`] with the first 200 characters of the body.
+/// [`HttpError::Status`] with a one-line reason taken from the body (see
+/// [`error_page::reason`]).
 pub(super) async fn read_success_body(
     mut response: reqwest::Response,
     url: &str,
@@ -90,6 +94,11 @@ pub(super) async fn read_success_body(
         max_bytes,
     };
     let expected = response.content_length();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     if expected.is_some_and(|length| length > max_bytes) {
         return Err(too_large());
     }
@@ -107,12 +116,17 @@ pub(super) async fn read_success_body(
 
     let status = response.status();
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&body);
-        let excerpt: String = text.trim().chars().take(200).collect();
+        let mut reason = error_page::reason(&body, content_type.as_deref());
+        if reason.is_empty() {
+            reason = status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_string();
+        }
         return Err(HttpError::Status {
             url: url.to_string(),
             status: status.as_u16(),
-            body: excerpt,
+            reason,
         });
     }
     Ok(body)
