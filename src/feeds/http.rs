@@ -1,8 +1,10 @@
-//! The HTTP client of one TAXII source: rustls with certificate
+//! The HTTP client of one TAXII 1.1 source: rustls with certificate
 //! verification always on, an optional extra CA, an optional proxy, a
 //! per-request timeout, basic authentication and a body size cap enforced
-//! while the body streams in.
+//! while the body streams in. The client settings, the body reading and the
+//! errors are shared with the GET client in `web`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -143,17 +145,79 @@ pub(super) fn request_error(url: &str, timeout: Duration, error: &reqwest::Error
     }
     // The configured password and API key go in request headers, never in
     // the URL, so the error chain does not contain them.
-    let mut reason = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        reason.push_str(": ");
-        reason.push_str(&inner.to_string());
-        cause = inner.source();
-    }
     HttpError::Request {
         url: url.to_string(),
-        reason,
+        reason: error_chain(error),
     }
+}
+
+/// Joins an error and its sources with `": "`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    chain
+}
+
+/// Returns a client builder with the settings that every feed client
+/// shares: rustls with certificate verification on, `timeout` for the
+/// connection and for each request, no redirects, the extra CA certificates
+/// of `ca_file`, and `proxy` or else no proxy at all.
+pub(super) fn client_builder(
+    timeout: Duration,
+    ca_file: Option<&Path>,
+    proxy: Option<&str>,
+) -> Result<reqwest::ClientBuilder, HttpError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // A redirect is reported as an error, because following it could
+        // send the credentials to another host.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
+
+    if let Some(path) = ca_file {
+        let ca_error = |reason: String| HttpError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(ca_error(
+                "no PEM certificate found; give a PEM file".to_string(),
+            ));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+
+    if let Some(proxy) = proxy {
+        let setting = reqwest::Proxy::all(proxy).map_err(|e| HttpError::Proxy {
+            proxy: proxy.to_string(),
+            reason: e.to_string(),
+        })?;
+        builder = builder.proxy(setting);
+    } else {
+        // Without a configured proxy, HTTP_PROXY and HTTPS_PROXY are
+        // ignored, so the configuration alone decides the route.
+        builder = builder.no_proxy();
+    }
+    Ok(builder)
+}
+
+/// Builds the client, with the whole error chain in the error.
+pub(super) fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpError> {
+    builder
+        .build()
+        .map_err(|error| HttpError::Client(error_chain(&error)))
 }
 
 /// A configured client for one source.
@@ -174,51 +238,8 @@ impl HttpClient {
         timeout: Duration,
         max_bytes: u64,
     ) -> Result<HttpClient, HttpError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect is reported as an error: following it could send
-            // the credentials to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
-
-        if let Some(path) = &source.ca_file {
-            let pem = std::fs::read(path).map_err(|e| HttpError::CaFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let certificates =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpError::CaFile {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            if certificates.is_empty() {
-                return Err(HttpError::CaFile {
-                    path: path.display().to_string(),
-                    reason: "no PEM certificate found; give a PEM file".to_string(),
-                });
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-
-        if let Some(proxy) = &source.proxy {
-            let proxy_setting = reqwest::Proxy::all(proxy).map_err(|e| HttpError::Proxy {
-                proxy: proxy.clone(),
-                reason: e.to_string(),
-            })?;
-            builder = builder.proxy(proxy_setting);
-        } else {
-            // Without a configured proxy, HTTP_PROXY and HTTPS_PROXY are
-            // ignored, so the configuration alone decides the route.
-            builder = builder.no_proxy();
-        }
-
-        let client = builder
-            .build()
-            .map_err(|e| HttpError::Client(e.to_string()))?;
+        let builder = client_builder(timeout, source.ca_file.as_deref(), source.proxy.as_deref())?;
+        let client = build_client(builder)?;
         Ok(HttpClient {
             client,
             url: source.poll_url(),
