@@ -40,7 +40,7 @@ section() {
     printf -- '- `lookup`: 0 when no indicator matches, 1 when one does (for a network:\n'
     printf -- '  one that contains it or lies inside it).\n'
     printf -- '- `poll`, `test-source`: 0 when every poll succeeded, 1 when one failed.\n'
-    printf -- '- `discover`: 1 when the server could not be read.\n'
+    printf -- '- `discover`: 0 when it listed the server, 2 when the server could not be read; the error names the URL, the HTTP status and what to check.\n'
     printf -- '- every command: 2 on an invalid configuration or another error.\n'
     printf '\n## Configuration keys\n\n'
     printf 'Every key, with its default and allowed values, as `config/ioc-milter.toml`\n'

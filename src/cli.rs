@@ -39,7 +39,9 @@ pub enum Command {
     /// Run the milter and the feed pollers in the foreground.
     Run,
     /// Run the embedded demo: write demo indicators and messages, load them,
-    /// judge the messages, then serve the milter until interrupted.
+    /// judge the messages, then serve the milter until interrupted. The demo
+    /// writes and runs its own configuration, DIR/demo.toml, so it rejects
+    /// --config.
     Demo(DemoArgs),
     /// Validate the configuration file and print a summary.
     CheckConfig,

@@ -1,4 +1,5 @@
-//! `discover` against a TAXII 1.1 stub on 127.0.0.1 and, when
+//! `discover` against a TAXII 1.1 stub on 127.0.0.1, the binary against a
+//! stub whose responses are HTTP error pages and, when
 //! `IOC_MILTER_TAXII21_URL` is set, the binary against medallion.
 
 use std::time::Duration;
@@ -128,6 +129,148 @@ async fn taxii21_other_server_skipped() {
         .error
         .as_deref()
         .is_some_and(|e| e.contains("not queried with these credentials")));
+}
+
+/// One reply of [`error_stub`]: status, Content-Type and body.
+type Reply = (u16, &'static str, String);
+
+/// Starts a server on 127.0.0.1 that responds to the first `replies.len()`
+/// requests with `replies` in order, one connection each, and returns its
+/// port.
+fn error_stub(replies: Vec<Reply>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (status, content_type, body) in replies {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut buffer = vec![0u8; 16384];
+            let mut data = Vec::new();
+            while let Ok(read) = std::io::Read::read(&mut stream, &mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buffer[..read]);
+                if request_complete(&data) {
+                    break;
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
+        }
+    });
+    port
+}
+
+/// Runs `ioc-milter discover URL` and returns its exit status and standard
+/// error; standard output must stay empty.
+fn discover_failure(url: &str) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-milter"))
+        .args(["discover", url])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+const NGINX_404: &str = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+const PATH_HINT: &str = "check that the URL is the server's discovery path, e.g. https://HOST/taxii2/ for TAXII 2.1 or https://HOST/taxii/discovery for TAXII 1.1, and the credentials if the server needs them";
+
+#[test]
+fn cli_not_found_pages() {
+    let port = error_stub(vec![
+        (404, "text/html", NGINX_404.to_string()),
+        (404, "text/html", NGINX_404.to_string()),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/wrong/path");
+    let (code, stderr) = discover_failure(&url);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!("ioc-milter: error: cannot discover {url}: TAXII 2.1 GET: HTTP 404 (404 Not Found); TAXII 1.1 POST: HTTP 404 (404 Not Found); {PATH_HINT}\n")
+    );
+}
+
+#[test]
+fn cli_server_error_page() {
+    // A page without a title whose first line of text is longer than the
+    // 200 characters a reason keeps.
+    let words = "The TAXII service failed while it read its database. ".repeat(5);
+    let page = format!(
+        "<!DOCTYPE html>\n<html><head><style>p {{ color: red }}</style></head>\n<body><p>{words}</p>\n<p>Trace id 1234</p></body></html>\n"
+    );
+    let port = error_stub(vec![
+        (404, "text/html", NGINX_404.to_string()),
+        (500, "text/html; charset=utf-8", page),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/taxii/discovery");
+    let (code, stderr) = discover_failure(&url);
+    let reason: String = words.chars().take(200).collect();
+    assert_eq!(reason.len(), 200);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!("ioc-milter: error: cannot discover {url}: TAXII 2.1 GET: HTTP 404 (404 Not Found); TAXII 1.1 POST: HTTP 500 ({}...); the server failed; try again later or ask its operator, and check that the URL is the server's discovery path\n", reason.trim_end())
+    );
+}
+
+#[test]
+fn cli_unauthorized_responses() {
+    let taxii21_error =
+        r#"{"title": "Unauthorized", "description": "Give a user name and password."}"#;
+    let port = error_stub(vec![
+        (
+            401,
+            "application/taxii+json;version=2.1",
+            taxii21_error.to_string(),
+        ),
+        (
+            401,
+            "text/html",
+            "<html><head><title>401 Authorization Required</title></head><body>401</body></html>"
+                .to_string(),
+        ),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/taxii2/");
+    let (code, stderr) = discover_failure(&url);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!("ioc-milter: error: cannot discover {url}: TAXII 2.1 GET: HTTP 401 (Unauthorized: Give a user name and password.); TAXII 1.1 POST: HTTP 401 (401 Authorization Required); check the credentials: --username with --password-env or --password-file, or --api-key-env, or --client-cert and --client-key\n")
+    );
+}
+
+#[test]
+fn cli_connection_refused() {
+    // The listener is dropped, so nothing accepts on the port.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/taxii2/");
+    let (code, stderr) = discover_failure(&url);
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("ioc-milter: error: request to {url} failed: ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("Connection refused (os error 111); check the host name and port in the URL, that the server runs, and --proxy\n"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -278,6 +278,20 @@ async fn http_error_status() {
 }
 
 #[tokio::test]
+async fn http_error_page_summarized() {
+    let page = "<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>\n<body><h1>Service Unavailable</h1><p>The feed backend is down for maintenance.</p></body></html>\n";
+    let (port, _) = stub_server(vec![(503, page.to_string())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manager =
+        FeedManager::new(vec![taxii_config(port)], Store::open(dir.path()).unwrap()).unwrap();
+    let error = manager.poll("otx", None).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("poll of source otx failed: http://127.0.0.1:{port}/taxii/poll answered HTTP 503: 503 Service Unavailable")
+    );
+}
+
+#[tokio::test]
 async fn redirect_not_followed() {
     let (port, received) = stub_server(vec![(302, String::new()), ok("poll-part2.xml")]).await;
     let dir = tempfile::tempdir().unwrap();

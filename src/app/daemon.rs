@@ -20,7 +20,102 @@ use crate::web::WebState;
 /// How long the feed pollers get to stop after a shutdown signal.
 const FEED_STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The sockets that `run` serves, bound before anything is served.
+pub(super) struct Listeners {
+    milter: Listener,
+    /// The status page and metrics endpoint, `None` when `[http] listen` is
+    /// "off".
+    http: Option<tokio::net::TcpListener>,
+}
+
+/// A listener that could not be bound.
+#[derive(Debug)]
+pub(super) struct BindFailure {
+    /// `milter.listen` or `[http] listen`.
+    pub key: &'static str,
+    pub address: String,
+    pub error: std::io::Error,
+}
+
+impl BindFailure {
+    /// Builds the error message. An address in use gets the advice to stop
+    /// the other process or to follow `advice`, which describes how to
+    /// choose another address.
+    pub fn into_error(self, advice: &str) -> anyhow::Error {
+        let BindFailure {
+            key,
+            address,
+            error,
+        } = self;
+        let purpose = match key {
+            MILTER_LISTEN => "the milter",
+            _ => "the status page",
+        };
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            return anyhow::anyhow!(
+                "cannot listen on {address} for {purpose} ({key}): the address is in use by another process; stop that process (`ss -ltnp` shows it), or {advice}"
+            );
+        }
+        if key == MILTER_LISTEN {
+            // The message of Listener::bind names the address already.
+            return anyhow::Error::new(error);
+        }
+        anyhow::anyhow!("cannot listen on {address} for {purpose} ({key}): {error}; {advice}")
+    }
+}
+
+const MILTER_LISTEN: &str = "milter.listen";
+const HTTP_LISTEN: &str = "[http] listen";
+
+/// Binds the status page address and then the milter address. Either one
+/// that cannot be bound is an error, so the milter never starts without the
+/// status page that its configuration enables. The status page comes first
+/// because an open milter port is what Postfix and the tests take as the
+/// sign that the daemon is ready.
+pub(super) async fn bind_listeners(config: &Config) -> Result<Listeners, BindFailure> {
+    let http = match config.http.listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|error| BindFailure {
+                    key: HTTP_LISTEN,
+                    address: address.to_string(),
+                    error,
+                })?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let milter = Listener::bind(&config.milter.listen, config.milter.socket_mode)
+        .await
+        .map_err(|error| BindFailure {
+            key: MILTER_LISTEN,
+            address: config.milter.listen.to_string(),
+            error,
+        })?;
+    Ok(Listeners { milter, http })
+}
+
+/// Returns how to pick another address for `key` in the configuration file
+/// of `config`.
+fn listen_advice(config: &Config, key: &str) -> String {
+    let file = config.path.display();
+    if key == MILTER_LISTEN {
+        format!("set milter.listen in {file} to a free port, and smtpd_milters in Postfix's main.cf to the same")
+    } else {
+        format!("set [http] listen in {file} to a free port, or to \"off\"")
+    }
+}
+
+/// Runs the milter, the feed pollers, the status page and the control
+/// endpoint until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<()> {
+    run_bound(config, None).await
+}
+
+/// Runs the daemon on `listeners` that the caller bound, or, when it passes
+/// `None`, on listeners bound once the index is built.
+pub(super) async fn run_bound(config: Config, listeners: Option<Listeners>) -> Result<()> {
     tracing::info!(
         "ioc-milter {} starting with {}",
         env!("CARGO_PKG_VERSION"),
@@ -48,9 +143,19 @@ pub async fn run(config: Config) -> Result<()> {
     ));
     rebuild_index(&engine, &feeds, &config.index);
 
-    let listener = Listener::bind(&config.milter.listen, config.milter.socket_mode)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
+    // Unless the caller bound them, the ports open only now, after the index
+    // is built, so Postfix cannot connect while the state loads.
+    let listeners = match listeners {
+        Some(listeners) => listeners,
+        None => bind_listeners(&config).await.map_err(|failure| {
+            let advice = listen_advice(&config, failure.key);
+            failure.into_error(&advice)
+        })?,
+    };
+    let Listeners {
+        milter: listener,
+        http,
+    } = listeners;
     tracing::info!("milter listening on {}", config.milter.listen);
 
     let (shutdown_sender, shutdown) = watch::channel(false);
@@ -60,7 +165,9 @@ pub async fn run(config: Config) -> Result<()> {
         let options = config.index.clone();
         Arc::new(move || rebuild_index(&engine, &feeds, &options))
     };
-    start_web(&config, &engine, &feeds, &on_change, &shutdown).await;
+    if let Some(http) = http {
+        start_web(http, &config, &engine, &feeds, &on_change, &shutdown);
+    }
     let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
     let control_path = crate::control::socket_path(&config.state.directory);
     let control_task = match crate::control::bind(&control_path) {
@@ -113,19 +220,17 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Starts the metrics and status page endpoint. A failure to bind is logged
-/// and the milter runs without it, because mail must not stop for a status
-/// page.
-async fn start_web(
+/// Starts the metrics and status page endpoint on `listener`. An error while
+/// it serves is logged and the milter keeps running, because mail must not
+/// stop for a status page.
+fn start_web(
+    listener: tokio::net::TcpListener,
     config: &Config,
     engine: &Arc<Engine>,
     feeds: &Arc<FeedManager>,
     on_change: &Arc<dyn Fn() + Send + Sync>,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let Some(address) = config.http.listen else {
-        return;
-    };
     // A password that cannot be read keeps the endpoint closed rather than
     // open without one.
     let credentials = match &config.http.auth {
@@ -142,14 +247,9 @@ async fn start_web(
         },
         None => None,
     };
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen on http {address} for metrics and the status page; running without them (set [http] listen to a free port, or \"off\")");
-            return;
-        }
-    };
-    tracing::info!("status page and metrics on http://{address}/");
+    if let Some(address) = config.http.listen {
+        tracing::info!("status page and metrics on http://{address}/");
+    }
     let mut state = WebState::new(Arc::clone(engine), Arc::clone(feeds), Arc::clone(on_change));
     if let Some((username, password)) = credentials {
         state.require_basic_auth(&username, &password);

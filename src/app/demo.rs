@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::{daemon, offline_engine, open_feeds};
 use crate::cli::DemoArgs;
@@ -40,10 +40,31 @@ const DEMO_MESSAGES: [(&str, &str); 5] = [
     ),
 ];
 
-pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+/// Runs the demo in `args.dir`. `config_argument` is the global `--config`,
+/// which the demo rejects because it always runs its embedded configuration.
+pub async fn run(args: DemoArgs, config_argument: Option<&Path>) -> Result<ExitCode> {
     let dir = &args.dir;
-    write_demo_files(dir)?;
     let config_path = dir.join("demo.toml");
+    if let Some(file) = config_argument {
+        bail!(
+            "demo runs its embedded configuration, written to {demo}, and takes no --config; to serve the demo with an edited {demo}, run `ioc-milter --config {demo} run`, and to run {file}, run `ioc-milter --config {file} run`",
+            demo = config_path.display(),
+            file = file.display()
+        );
+    }
+
+    // Everything that can stop the demo is checked before it writes a file,
+    // so a failed start leaves a running demo's files as they are.
+    let embedded = config::parse(DEMO_TOML, &config_path, dir)?;
+    ensure_no_daemon(&embedded, dir)?;
+    let listeners = if args.no_serve {
+        None
+    } else {
+        let bound = daemon::bind_listeners(&embedded).await;
+        Some(bound.map_err(|failure| failure.into_error(&busy_port_advice(dir)))?)
+    };
+
+    write_demo_files(dir)?;
     std::fs::write(&config_path, DEMO_TOML)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = config::load(&config_path)?;
@@ -78,8 +99,33 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     println!("  smtpd_milters = {}", config.milter.listen);
     println!("matches are logged to {}", config.match_log.path.display());
-    daemon::run(config).await?;
+    daemon::run_bound(config, listeners).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fails when a daemon (a serving demo, or `run` with the demo's
+/// configuration) accepts connections on the control socket of the demo's
+/// state directory, because the demo would rewrite the files it serves.
+fn ensure_no_daemon(config: &Config, dir: &Path) -> Result<()> {
+    let socket = crate::control::socket_path(&config.state.directory);
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        bail!(
+            "a running ioc-milter uses the demo directory {}: its control socket {} accepts connections; stop it (Ctrl-C in its terminal) before starting the demo again, or give another directory with --dir",
+            dir.display(),
+            socket.display()
+        );
+    }
+    Ok(())
+}
+
+/// Returns what to do when a port of the demo is in use.
+fn busy_port_advice(dir: &Path) -> String {
+    let config = dir.join("demo.toml");
+    format!(
+        "run `ioc-milter demo --dir {dir} --no-serve`, which judges the demo messages and writes {config} without serving; to serve the demo on other ports, then edit milter.listen (and [http] listen) in {config} and run `ioc-milter --config {config} run`",
+        dir = dir.display(),
+        config = config.display()
+    )
 }
 
 fn write_demo_files(dir: &Path) -> Result<()> {

@@ -285,13 +285,9 @@ pub async fn discover(args: DiscoverArgs) -> Result<ExitCode> {
         retry_delay: Duration::from_secs(1),
     };
     let web = WebClient::new(&settings, Duration::from_secs(60), 64 * 1024 * 1024)?;
-    let discovery = match discover::discover(&web, &args.url).await {
-        Ok(discovery) => discovery,
-        Err(error) => {
-            eprintln!("ioc-milter: {error}");
-            return Ok(ExitCode::from(1));
-        }
-    };
+    let discovery = discover::discover(&web, &args.url)
+        .await
+        .map_err(anyhow::Error::msg)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&discovery)?);
         return Ok(ExitCode::SUCCESS);

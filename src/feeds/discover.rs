@@ -7,7 +7,8 @@
 
 use serde::Serialize;
 
-use super::taxii21::{ApiRoot, Taxii21Client};
+use super::http::HttpError;
+use super::taxii21::{ApiRoot, Taxii21Client, Taxii21Error};
 use super::web::{GetOptions, WebClient};
 use super::xml;
 
@@ -130,7 +131,7 @@ fn status_or_root(root: xml::Element<'_>) -> String {
     format!("unexpected answer <{}>", root.name())
 }
 
-async fn taxii11_post(web: &WebClient, url: &str, body: String) -> Result<String, String> {
+async fn taxii11_post(web: &WebClient, url: &str, body: String) -> Result<String, HttpError> {
     let options = GetOptions {
         headers: TAXII11_HEADERS
             .iter()
@@ -138,31 +139,117 @@ async fn taxii11_post(web: &WebClient, url: &str, body: String) -> Result<String
             .collect(),
         ..GetOptions::default()
     };
-    let response = web
-        .post(url, &options, body)
-        .await
-        .map_err(|e| e.to_string())?;
-    String::from_utf8(response.body).map_err(|e| format!("answer of {url} is not UTF-8: {e}"))
+    let response = web.post(url, &options, body).await?;
+    String::from_utf8(response.body).map_err(|e| HttpError::Encoding {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
 }
 
-/// Discovers a TAXII 2.1 or 1.1 server at `url`.
+/// Discovers a TAXII 2.1 or 1.1 server at `url`. The error is one line that
+/// names the URL, what each protocol's request got, and what to check.
 pub async fn discover(web: &WebClient, url: &str) -> Result<Discovery, String> {
     let taxii21 = Taxii21Client { web: web.clone() };
     let taxii21_error = match taxii21.discover(url).await {
         Ok(api_roots) => return Ok(Discovery::Taxii21 { api_roots }),
-        Err(error) => error.to_string(),
+        Err(error) => error,
     };
+    if let Taxii21Error::Http(error) = &taxii21_error {
+        if let Some(hint) = unreachable_hint(error) {
+            // The TAXII 1.1 POST goes to the same server with the same
+            // settings, so it would fail the same way.
+            return Err(format!("{error}{hint}"));
+        }
+    }
 
     let request = format!(
         r#"<taxii_11:Discovery_Request {NAMESPACES} message_id="{}"/>"#,
         message_id()
     );
-    let text = taxii11_post(web, url, request).await.map_err(|taxii11| {
-        format!("{url} is neither TAXII 2.1 ({taxii21_error}) nor TAXII 1.1 ({taxii11})")
-    })?;
-    let services = parse_services(&text).map_err(|taxii11| {
-        format!("{url} is neither TAXII 2.1 ({taxii21_error}) nor TAXII 1.1 ({taxii11})")
-    })?;
+    let taxii11_attempt = match taxii11_post(web, url, request).await {
+        Ok(text) => match parse_services(&text) {
+            Ok(services) => return Ok(list_taxii11_collections(web, url, services).await),
+            Err(reason) => Attempt {
+                status: None,
+                text: reason,
+            },
+        },
+        Err(error) => Attempt::from_http(&error),
+    };
+    let taxii21_attempt = match &taxii21_error {
+        Taxii21Error::Http(error) => Attempt::from_http(error),
+        Taxii21Error::Json { reason, .. } => Attempt {
+            status: None,
+            text: format!("not TAXII 2.1 JSON ({reason})"),
+        },
+        other => Attempt {
+            status: None,
+            text: other.to_string(),
+        },
+    };
+    Err(format!(
+        "cannot discover {url}: TAXII 2.1 GET: {}; TAXII 1.1 POST: {}; {}",
+        taxii21_attempt.text,
+        taxii11_attempt.text,
+        next_step([taxii21_attempt.status, taxii11_attempt.status])
+    ))
+}
+
+/// The outcome of one failed discovery request, described without the URL.
+struct Attempt {
+    /// The HTTP status, when the server responded with an error status.
+    status: Option<u16>,
+    text: String,
+}
+
+impl Attempt {
+    fn from_http(error: &HttpError) -> Attempt {
+        match error {
+            HttpError::Status { status, reason, .. } => Attempt {
+                status: Some(*status),
+                text: format!("HTTP {status} ({reason})"),
+            },
+            other => Attempt {
+                status: None,
+                text: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Returns the advice to append when `error` means that no request to the
+/// server can succeed (no connection, a timeout, a secret that cannot be
+/// read), or `None` when the server responded.
+fn unreachable_hint(error: &HttpError) -> Option<&'static str> {
+    match error {
+        HttpError::Request { .. } | HttpError::Timeout { .. } => {
+            Some("; check the host name and port in the URL, that the server runs, and --proxy")
+        }
+        HttpError::Password { .. }
+        | HttpError::ApiKey { .. }
+        | HttpError::ClientCert { .. }
+        | HttpError::Client(_) => Some(""),
+        _ => None,
+    }
+}
+
+/// Returns what to check after both discovery requests failed with the
+/// HTTP `statuses` (`None` where the server responded with something else).
+fn next_step(statuses: [Option<u16>; 2]) -> &'static str {
+    let answered = || statuses.iter().flatten();
+    if answered().any(|status| matches!(status, 401 | 403 | 407)) {
+        return "check the credentials: --username with --password-env or --password-file, or --api-key-env, or --client-cert and --client-key";
+    }
+    // A plain web server returns 501 to a POST that it does not serve.
+    if answered().any(|status| *status >= 500 && *status != 501) {
+        return "the server failed; try again later or ask its operator, and check that the URL is the server's discovery path";
+    }
+    "check that the URL is the server's discovery path, e.g. https://HOST/taxii2/ for TAXII 2.1 or https://HOST/taxii/discovery for TAXII 1.1, and the credentials if the server needs them"
+}
+
+/// Asks each collection management service of a TAXII 1.1 server for its
+/// collections.
+async fn list_taxii11_collections(web: &WebClient, url: &str, services: Vec<Service>) -> Discovery {
     let mut collections = Vec::new();
     let mut errors = Vec::new();
     let home = origin(url);
@@ -184,17 +271,18 @@ pub async fn discover(web: &WebClient, url: &str) -> Result<Discovery, String> {
         );
         match taxii11_post(web, &service.address, request)
             .await
+            .map_err(|error| error.to_string())
             .and_then(|text| parse_collections(&text))
         {
             Ok(found) => collections.extend(found),
             Err(error) => errors.push(format!("{}: {error}", service.address)),
         }
     }
-    Ok(Discovery::Taxii11 {
+    Discovery::Taxii11 {
         services,
         collections,
         errors,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
-//! The HTTP client of one TAXII source: rustls with certificate
+//! The HTTP client of one TAXII 1.1 source: rustls with certificate
 //! verification always on, an optional extra CA, an optional proxy, a
 //! per-request timeout, basic authentication and a body size cap enforced
-//! while the body streams in.
+//! while the body streams in. The client settings, the body reading and the
+//! errors are shared with the GET client in `web`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::error_page;
 use crate::config::Taxii11Source;
 
 /// An error of one HTTP request. No variant carries the password.
@@ -26,11 +29,13 @@ pub enum HttpError {
     Timeout { url: String, timeout: Duration },
     #[error("request to {url} failed: {reason}")]
     Request { url: String, reason: String },
-    #[error("{url} answered HTTP {status}: {body}")]
+    /// `reason` is a one-line summary of the response body, or the status's
+    /// standard reason phrase when the body gives none.
+    #[error("{url} answered HTTP {status}: {reason}")]
     Status {
         url: String,
         status: u16,
-        body: String,
+        reason: String,
     },
     #[error("response of {url} is larger than max_bytes = {max_bytes}; raise max_bytes or shorten poll_segment")]
     TooLarge { url: String, max_bytes: u64 },
@@ -78,7 +83,8 @@ fn truncated(
 /// The cap of `max_bytes` applies before the body is read (Content-Length)
 /// and while it streams in, so a larger body ends with
 /// [`HttpError::TooLarge`] without being held whole. Another status returns
-/// [`HttpError::Status`] with the first 200 characters of the body.
+/// [`HttpError::Status`] with a one-line reason taken from the body (see
+/// [`error_page::reason`]).
 pub(super) async fn read_success_body(
     mut response: reqwest::Response,
     url: &str,
@@ -90,6 +96,11 @@ pub(super) async fn read_success_body(
         max_bytes,
     };
     let expected = response.content_length();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     if expected.is_some_and(|length| length > max_bytes) {
         return Err(too_large());
     }
@@ -107,12 +118,17 @@ pub(super) async fn read_success_body(
 
     let status = response.status();
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&body);
-        let excerpt: String = text.trim().chars().take(200).collect();
+        let mut reason = error_page::reason(&body, content_type.as_deref());
+        if reason.is_empty() {
+            reason = status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_string();
+        }
         return Err(HttpError::Status {
             url: url.to_string(),
             status: status.as_u16(),
-            body: excerpt,
+            reason,
         });
     }
     Ok(body)
@@ -129,17 +145,79 @@ pub(super) fn request_error(url: &str, timeout: Duration, error: &reqwest::Error
     }
     // The configured password and API key go in request headers, never in
     // the URL, so the error chain does not contain them.
-    let mut reason = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        reason.push_str(": ");
-        reason.push_str(&inner.to_string());
-        cause = inner.source();
-    }
     HttpError::Request {
         url: url.to_string(),
-        reason,
+        reason: error_chain(error),
     }
+}
+
+/// Joins an error and its sources with `": "`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    chain
+}
+
+/// Returns a client builder with the settings that every feed client
+/// shares: rustls with certificate verification on, `timeout` for the
+/// connection and for each request, no redirects, the extra CA certificates
+/// of `ca_file`, and `proxy` or else no proxy at all.
+pub(super) fn client_builder(
+    timeout: Duration,
+    ca_file: Option<&Path>,
+    proxy: Option<&str>,
+) -> Result<reqwest::ClientBuilder, HttpError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // A redirect is reported as an error, because following it could
+        // send the credentials to another host.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
+
+    if let Some(path) = ca_file {
+        let ca_error = |reason: String| HttpError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(ca_error(
+                "no PEM certificate found; give a PEM file".to_string(),
+            ));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+
+    if let Some(proxy) = proxy {
+        let setting = reqwest::Proxy::all(proxy).map_err(|e| HttpError::Proxy {
+            proxy: proxy.to_string(),
+            reason: e.to_string(),
+        })?;
+        builder = builder.proxy(setting);
+    } else {
+        // Without a configured proxy, HTTP_PROXY and HTTPS_PROXY are
+        // ignored, so the configuration alone decides the route.
+        builder = builder.no_proxy();
+    }
+    Ok(builder)
+}
+
+/// Builds the client, with the whole error chain in the error.
+pub(super) fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpError> {
+    builder
+        .build()
+        .map_err(|error| HttpError::Client(error_chain(&error)))
 }
 
 /// A configured client for one source.
@@ -160,51 +238,8 @@ impl HttpClient {
         timeout: Duration,
         max_bytes: u64,
     ) -> Result<HttpClient, HttpError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect is reported as an error: following it could send
-            // the credentials to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
-
-        if let Some(path) = &source.ca_file {
-            let pem = std::fs::read(path).map_err(|e| HttpError::CaFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let certificates =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpError::CaFile {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            if certificates.is_empty() {
-                return Err(HttpError::CaFile {
-                    path: path.display().to_string(),
-                    reason: "no PEM certificate found; give a PEM file".to_string(),
-                });
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-
-        if let Some(proxy) = &source.proxy {
-            let proxy_setting = reqwest::Proxy::all(proxy).map_err(|e| HttpError::Proxy {
-                proxy: proxy.clone(),
-                reason: e.to_string(),
-            })?;
-            builder = builder.proxy(proxy_setting);
-        } else {
-            // Without a configured proxy, HTTP_PROXY and HTTPS_PROXY are
-            // ignored, so the configuration alone decides the route.
-            builder = builder.no_proxy();
-        }
-
-        let client = builder
-            .build()
-            .map_err(|e| HttpError::Client(e.to_string()))?;
+        let builder = client_builder(timeout, source.ca_file.as_deref(), source.proxy.as_deref())?;
+        let client = build_client(builder)?;
         Ok(HttpClient {
             client,
             url: source.poll_url(),

@@ -5,6 +5,7 @@
 //! (`stix1`) are pure; `taxii11` and `http` do the network I/O.
 
 pub mod discover;
+pub mod error_page;
 pub mod fetchers;
 pub mod file;
 pub mod http;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::http::{read_success_body, request_error, HttpError};
+use super::http::{build_client, client_builder, read_success_body, request_error, HttpError};
 use crate::config::HttpSettings;
 
 /// Validators of the last good response, sent back as `If-None-Match` and
@@ -62,31 +62,11 @@ impl WebClient {
         timeout: Duration,
         max_bytes: u64,
     ) -> Result<WebClient, HttpError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect could send the credentials to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ioc-milter/", env!("CARGO_PKG_VERSION")));
-
-        if let Some(path) = &settings.ca_file {
-            let ca_error = |reason: String| HttpError::CaFile {
-                path: path.display().to_string(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-            let certificates =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
-            if certificates.is_empty() {
-                return Err(ca_error(
-                    "no PEM certificate found; give a PEM file".to_string(),
-                ));
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
+        let mut builder = client_builder(
+            timeout,
+            settings.ca_file.as_deref(),
+            settings.proxy.as_deref(),
+        )?;
 
         if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
             let cert_error = |reason: String| HttpError::ClientCert {
@@ -105,26 +85,7 @@ impl WebClient {
             builder = builder.identity(identity);
         }
 
-        if let Some(proxy) = &settings.proxy {
-            let setting = reqwest::Proxy::all(proxy).map_err(|e| HttpError::Proxy {
-                proxy: proxy.clone(),
-                reason: e.to_string(),
-            })?;
-            builder = builder.proxy(setting);
-        } else {
-            builder = builder.no_proxy();
-        }
-
-        let client = builder.build().map_err(|e| {
-            let mut reason = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(inner) = cause {
-                reason.push_str(": ");
-                reason.push_str(&inner.to_string());
-                cause = inner.source();
-            }
-            HttpError::Client(reason)
-        })?;
+        let client = build_client(builder)?;
         Ok(WebClient {
             client,
             settings: settings.clone(),
