@@ -1,5 +1,5 @@
-//! Start checks of `run` and `demo`. A milter or status page address in use
-//! stops `run` with an error that names it. `demo` rejects `--config`, and
+//! Start checks of `run` and `demo`. A milter or status page address in use,
+//! a unix socket included, stops `run` with an error that names it. `demo` rejects `--config`, and
 //! a second `demo` fails before it writes a file while a daemon serves the
 //! demo directory.
 
@@ -94,6 +94,29 @@ fn run_milter_port_in_use() {
         finished.stderr.lines().last(),
         Some(format!("ioc-milter: error: cannot listen on inet:127.0.0.1:{port} for the milter (milter.listen): the address is in use by another process; stop that process (`ss -ltnp` shows it), or set milter.listen in {config} to a free port, and smtpd_milters in Postfix's main.cf to the same").as_str())
     );
+}
+
+#[test]
+fn run_unix_socket_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let occupied = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let text = config_sections(dir.path(), &format!("unix:{}", socket.display()))
+        + "\n[http]\nlisten = \"off\"\n";
+    let config = dir.path().join("ioc-milter.toml");
+    fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+
+    let finished = run_binary(&["--config", config, "run"]);
+
+    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr.lines().last(),
+        Some(format!("ioc-milter: error: cannot listen on unix:{} for the milter (milter.listen): the address is in use by another process; stop that process (`ss -lxp` shows it), or set milter.listen in {config} to another socket path, and smtpd_milters in Postfix's main.cf to the same", socket.display()).as_str())
+    );
+    // The socket of the process that listens stays in place.
+    assert!(socket.exists());
+    drop(occupied);
 }
 
 #[test]

@@ -323,6 +323,31 @@ async fn unix_stale_socket_replaced() {
 }
 
 #[tokio::test]
+async fn unix_live_socket_kept() {
+    let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let path = directory.path().join("live.sock");
+    let running = start(ListenAddr::Unix(path.clone()), config()).await;
+
+    let second = Listener::bind(&ListenAddr::Unix(path.clone()), 0o660).await;
+    let error = second
+        .err()
+        .unwrap_or_else(|| panic!("a second bind succeeded"));
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "unix:{} is in use: another process accepts connections on it; stop that process or set another milter.listen path",
+            path.display()
+        )
+    );
+
+    // The first server keeps its socket and still serves messages.
+    let replies = one_message(&running.addr, "4LIVE").await;
+    assert_eq!(replies, tagged("4LIVE"));
+    assert!(running.stop().await.is_ok());
+}
+
+#[tokio::test]
 async fn unix_regular_file_kept() {
     let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
     let path = directory.path().join("not-a-socket");

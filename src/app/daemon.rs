@@ -8,7 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use super::{build_snapshot, format_counts, open_feeds, reply_texts};
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::engine::Engine;
 use crate::feeds::manager::FeedManager;
 use crate::index::BuildOptions;
@@ -52,8 +52,13 @@ impl BindFailure {
             _ => "the status page",
         };
         if error.kind() == std::io::ErrorKind::AddrInUse {
+            let lister = if address.starts_with("unix:") {
+                "ss -lxp"
+            } else {
+                "ss -ltnp"
+            };
             return anyhow::anyhow!(
-                "cannot listen on {address} for {purpose} ({key}): the address is in use by another process; stop that process (`ss -ltnp` shows it), or {advice}"
+                "cannot listen on {address} for {purpose} ({key}): the address is in use by another process; stop that process (`{lister}` shows it), or {advice}"
             );
         }
         if key == MILTER_LISTEN {
@@ -101,7 +106,11 @@ pub(super) async fn bind_listeners(config: &Config) -> Result<Listeners, BindFai
 fn listen_advice(config: &Config, key: &str) -> String {
     let file = config.path.display();
     if key == MILTER_LISTEN {
-        format!("set milter.listen in {file} to a free port, and smtpd_milters in Postfix's main.cf to the same")
+        let free = match config.milter.listen {
+            ListenAddr::Unix(_) => "another socket path",
+            ListenAddr::Inet(_) => "a free port",
+        };
+        format!("set milter.listen in {file} to {free}, and smtpd_milters in Postfix's main.cf to the same")
     } else {
         format!("set [http] listen in {file} to a free port, or to \"off\"")
     }

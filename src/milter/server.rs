@@ -80,8 +80,8 @@ enum Accepted {
 
 impl Listener {
     /// Binds `addr`. For a unix socket, a stale socket file at the path is
-    /// removed first (any other kind of file is an error), and the new
-    /// socket gets `socket_mode`.
+    /// removed first (any other kind of file, or a socket still in use, is
+    /// an error), and the new socket gets `socket_mode`.
     pub async fn bind(addr: &ListenAddr, socket_mode: u32) -> io::Result<Listener> {
         match addr {
             ListenAddr::Inet(socket_addr) => {
@@ -226,8 +226,9 @@ impl AsyncWrite for QuickAck {
     }
 }
 
-/// Removes `path` when it is a socket left by an earlier run; fails when it
-/// is any other kind of file.
+/// Removes `path` when it is a socket left by an earlier run. Fails when it
+/// is any other kind of file, or a socket that a running process still
+/// accepts connections on.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
@@ -239,6 +240,17 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
             io::ErrorKind::AlreadyExists,
             format!(
                 "{} exists and is not a socket; remove it or set another milter.listen path",
+                path.display()
+            ),
+        ));
+    }
+    // A socket that accepts a connection belongs to a live process, such as
+    // a second instance started with the same configuration.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "unix:{} is in use: another process accepts connections on it; stop that process or set another milter.listen path",
                 path.display()
             ),
         ));
