@@ -734,3 +734,85 @@ async fn list_replacement_counts_removed() {
     assert_eq!(second.counts.removed, 2);
     assert_eq!(values(&feeds), vec!["192.0.2.1", "new.example.net"]);
 }
+
+/// Polls a local list of `kind` once with good content, then with `body`, and
+/// returns the poll error. The good set must stay in use.
+async fn bad_local_list(kind: &str, good: &str, body: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, good).unwrap();
+    let csv_lines = if kind == "csv" {
+        "column = \"1\"\n"
+    } else {
+        ""
+    };
+    let feeds = manager(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"list\"\nkind = \"{kind}\"\npath = \"{}\"\n{csv_lines}",
+            list.display()
+        ),
+    );
+    feeds.poll("list", None).await.unwrap();
+    assert_eq!(values(&feeds), ["192.0.2.1", "bad-domain.example"]);
+
+    std::fs::write(&list, body).unwrap();
+    let error = feeds.poll("list", None).await.unwrap_err().to_string();
+    assert_eq!(values(&feeds), ["192.0.2.1", "bad-domain.example"]);
+    let status = feeds.statuses().into_iter().next().unwrap();
+    assert_eq!(status.state, SourceState::Failing);
+    error.replace(&list.display().to_string(), "LIST")
+}
+
+const SIGN_IN_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Please sign in</title></head>\n<body><form>user<input name=u></form></body></html>\n";
+
+#[tokio::test]
+async fn html_page_keeps_set() {
+    let error = bad_local_list("text", "192.0.2.1\nbad-domain.example\n", SIGN_IN_PAGE).await;
+    assert_eq!(
+        error,
+        "poll of source list failed: cannot parse LIST: the body is an HTML page (\"Please sign in\"), not a list; check the source's url or path and its credentials"
+    );
+}
+
+#[tokio::test]
+async fn csv_html_page_keeps_set() {
+    let error = bad_local_list("csv", "192.0.2.1\nbad-domain.example\n", SIGN_IN_PAGE).await;
+    assert_eq!(
+        error,
+        "poll of source list failed: cannot parse LIST: the body is an HTML page (\"Please sign in\"), not a list; check the source's url or path and its credentials"
+    );
+}
+
+#[tokio::test]
+async fn all_invalid_keeps_set() {
+    let error = bad_local_list(
+        "text",
+        "192.0.2.1\nbad-domain.example\n",
+        "Service unavailable\nplease retry later\n",
+    )
+    .await;
+    assert_eq!(
+        error,
+        "poll of source list failed: cannot parse LIST: none of its 2 values is a valid indicator; check that the source's url or path gives the list and that indicator_type or column fits it"
+    );
+}
+
+#[tokio::test]
+async fn comments_only_list_empties_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "192.0.2.1\n").unwrap();
+    let feeds = manager(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"list\"\nkind = \"text\"\npath = \"{}\"\n",
+            list.display()
+        ),
+    );
+    feeds.poll("list", None).await.unwrap();
+    std::fs::write(&list, "# no entries today\n").unwrap();
+    let report = feeds.poll("list", None).await.unwrap();
+    assert_eq!(report.counts.removed, 1);
+    assert!(values(&feeds).is_empty());
+}

@@ -180,9 +180,54 @@ pub async fn text(
     )
     .await?
     {
+        let location = source.location.host();
+        reject_html_page(&location, &body)?;
         fetch.outcome = lists::parse_text(&body, &config.name, source.indicator_type);
+        reject_all_invalid(&location, &fetch.outcome)?;
     }
     Ok(fetch)
+}
+
+/// Returns an error for a list body that is an HTML page, such as a login
+/// or maintenance page served with status 200, so the last good set is
+/// kept. Its lines would otherwise all be invalid and empty the set.
+fn reject_html_page(location: &str, body: &str) -> Result<(), FetchError> {
+    let head = body.trim_start();
+    let head = head.get(..head.len().min(1024)).unwrap_or(head);
+    let lower = head.to_ascii_lowercase();
+    let is_page =
+        lower.starts_with("<!doctype html") || (lower.starts_with('<') && lower.contains("<html"));
+    if !is_page {
+        return Ok(());
+    }
+    let title = super::error_page::reason(body.as_bytes(), Some("text/html"));
+    let title = if title.is_empty() {
+        String::new()
+    } else {
+        format!(" (\"{title}\")")
+    };
+    Err(FetchError::Parse {
+        location: location.to_string(),
+        reason: format!(
+            "the body is an HTML page{title}, not a list; check the source's url or path and its credentials"
+        ),
+    })
+}
+
+/// Returns an error for a list body in which no value is a valid indicator
+/// while some are invalid, so the last good set is kept. A list that is
+/// valid but empty (only comments) still replaces the set.
+fn reject_all_invalid(location: &str, outcome: &ParseOutcome) -> Result<(), FetchError> {
+    let invalid = outcome.counts.invalid;
+    if !outcome.indicators.is_empty() || invalid == 0 {
+        return Ok(());
+    }
+    Err(FetchError::Parse {
+        location: location.to_string(),
+        reason: format!(
+            "none of its {invalid} values is a valid indicator; check that the source's url or path gives the list and that indicator_type or column fits it"
+        ),
+    })
 }
 
 /// `csv`.
@@ -202,6 +247,7 @@ pub async fn csv(
     )
     .await?
     {
+        reject_html_page(&source.list.location.host(), &body)?;
         let mapping = CsvMapping {
             column: source.column.clone(),
             kind: source.list.indicator_type,
@@ -215,6 +261,7 @@ pub async fn csv(
                 reason,
             }
         })?;
+        reject_all_invalid(&source.list.location.host(), &fetch.outcome)?;
     }
     Ok(fetch)
 }
