@@ -1,5 +1,6 @@
 //! Start checks of `run` and `demo`. A milter or status page address in use,
-//! a unix socket included, stops `run` with an error that names it. `demo` rejects `--config`, and
+//! a unix socket included, stops `run` with an error that names it, and so
+//! does a state directory that another daemon serves. `demo` rejects `--config`, and
 //! a second `demo` fails before it writes a file while a daemon serves the
 //! demo directory.
 
@@ -11,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{config_sections, free_port, Daemon};
+use common::{config_head, config_sections, free_port, Daemon};
 
 /// Exit status and standard error of a finished command.
 struct Finished {
@@ -117,6 +118,38 @@ fn run_unix_socket_in_use() {
     // The socket of the process that listens stays in place.
     assert!(socket.exists());
     drop(occupied);
+}
+
+#[test]
+fn run_state_directory_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_addr = format!("127.0.0.1:{}", free_port());
+    let first = dir.path().join("first.toml");
+    fs::write(&first, config_head(dir.path(), &first_addr)).unwrap();
+    let _daemon = Daemon::start_at(&first, &first_addr);
+    let socket = dir.path().join("state/control.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not accept within 10 s",
+            socket.display()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    // Another milter address, the same state directory.
+    let second = dir.path().join("second.toml");
+    let second_addr = format!("127.0.0.1:{}", free_port());
+    fs::write(&second, config_head(dir.path(), &second_addr)).unwrap();
+    let finished = run_binary(&["--config", second.to_str().unwrap(), "run"]);
+
+    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    let state = dir.path().join("state");
+    assert_eq!(
+        finished.stderr.lines().last(),
+        Some(format!("ioc-milter: error: another ioc-milter daemon uses the state directory {}: its control socket {} accepts connections; stop that daemon, or set [state] directory in {} to another path", state.display(), socket.display(), second.display()).as_str())
+    );
 }
 
 #[test]

@@ -130,6 +130,17 @@ pub(super) async fn run_bound(config: Config, listeners: Option<Listeners>) -> R
         env!("CARGO_PKG_VERSION"),
         config.path.display()
     );
+    // Two daemons on one state directory would overwrite each other's saved
+    // sets and statuses, so a second one stops before it reads anything.
+    let control_path = crate::control::socket_path(&config.state.directory);
+    if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+        anyhow::bail!(
+            "another ioc-milter daemon uses the state directory {}: its control socket {} accepts connections; stop that daemon, or set [state] directory in {} to another path",
+            config.state.directory.display(),
+            control_path.display(),
+            config.path.display()
+        );
+    }
     let feeds = open_feeds(&config)?;
     let loaded = feeds.load_state();
     tracing::info!(
@@ -178,7 +189,6 @@ pub(super) async fn run_bound(config: Config, listeners: Option<Listeners>) -> R
         start_web(http, &config, &engine, &feeds, &on_change, &shutdown);
     }
     let feed_task = tokio::spawn(Arc::clone(&feeds).run(on_change, shutdown.clone()));
-    let control_path = crate::control::socket_path(&config.state.directory);
     let control_task = match crate::control::bind(&control_path) {
         Ok(listener) => Some(tokio::spawn(crate::control::serve(
             listener,
