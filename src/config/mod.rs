@@ -374,12 +374,16 @@ pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
 /// Writes a duration the way the configuration file spells it: whole days,
 /// hours, minutes and seconds, largest first (`365d`, `1d 12h`, `90s`).
-/// Fractions of a second are dropped.
+/// A duration under a second is written in milliseconds (`10ms`); longer
+/// ones drop their fractions of a second.
 pub fn format_duration(duration: Duration) -> String {
     const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
     let mut rest = duration.as_secs();
     if rest == 0 {
-        return "0s".to_string();
+        return match duration.subsec_millis() {
+            0 => "0s".to_string(),
+            millis => format!("{millis}ms"),
+        };
     }
     let mut parts = Vec::new();
     for (size, unit) in UNITS {

@@ -135,6 +135,17 @@ fn interval_over_a_day_rejected() {
 }
 
 #[test]
+fn judge_timeout_range_in_milliseconds() {
+    let text = "[milter]\nlisten = \"inet:127.0.0.1:8894\"\njudge_timeout = \"0s\"\n";
+    let error = error_of(text);
+    assert_eq!(error.key, "milter.judge_timeout");
+    assert_eq!(
+        error.message,
+        "invalid duration \"0s\"; allowed: 10ms to 10m"
+    );
+}
+
+#[test]
 fn segment_longer_than_age_rejected() {
     let text = ADMIN_EXAMPLE.replace("poll_segment = \"30d\"", "poll_segment = \"60d\"");
     let error = error_of(&text);
@@ -255,6 +266,8 @@ fn durations_print_as_written() {
         "1d 12h"
     );
     assert_eq!(super::format_duration(Duration::from_secs(90)), "1m 30s");
-    assert_eq!(super::format_duration(Duration::from_millis(500)), "0s");
+    assert_eq!(super::format_duration(Duration::from_millis(500)), "500ms");
+    assert_eq!(super::format_duration(Duration::from_micros(10)), "0s");
+    assert_eq!(super::format_duration(Duration::from_millis(1_500)), "1s");
     assert_eq!(super::format_duration(Duration::from_secs(3_600)), "1h");
 }
