@@ -420,3 +420,26 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
         }
     }
 }
+
+#[test]
+fn check_names_limits_reached() {
+    let setup = Setup::new();
+    // 2,001 distinct links: one more than the default [limits] max_urls.
+    let mut message = String::from("From: a@example.org\r\nSubject: many links\r\n\r\n");
+    for link in 0..2_001 {
+        writeln!(message, "https://site-{link}.example.org/").unwrap();
+    }
+    let path = setup.path("many-links.eml");
+    std::fs::write(&path, message).unwrap();
+    let name = path.display().to_string();
+
+    let output = setup.run(&["check", &name]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        stdout(&output),
+        format!("{name}: accept (no match)\n  limit reached: [limits] max_urls; part of the message was not scanned, so the verdict does not cover it\n")
+    );
+
+    let output = setup.run(&["check", "--json", &name]);
+    assert_eq!(json(&output)["limits_hit"], serde_json::json!(["max_urls"]));
+}

@@ -143,6 +143,7 @@ fn print_evaluation(
                 "subject": entry.subject,
                 "message_id": entry.message_id,
                 "matches": entry.matches,
+                "limits_hit": evaluation.limits_hit,
                 "warning": warning,
             })
         );
@@ -150,6 +151,7 @@ fn print_evaluation(
     }
     if entry.matches.is_empty() {
         println!("{}: accept (no match)", file.display());
+        print_limits(evaluation);
         return;
     }
     let monitor = if entry.monitor {
@@ -179,6 +181,15 @@ fn print_evaluation(
                 .unwrap_or_default(),
             found.action
         );
+    }
+    print_limits(evaluation);
+}
+
+/// Prints each extraction limit the message reached, because the verdict
+/// does not cover the part that was not read.
+fn print_limits(evaluation: &Evaluation) {
+    for limit in &evaluation.limits_hit {
+        println!("  limit reached: [limits] {limit}; part of the message was not scanned, so the verdict does not cover it");
     }
 }
 
