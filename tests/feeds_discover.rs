@@ -70,7 +70,7 @@ async fn taxii11_stub() -> u16 {
                 // An API root on another server, which must not be queried.
                 (
                     200,
-                    r#"{"api_roots": ["http://other.invalid/api1/"]}"#.to_string(),
+                    r#"{"title": "Stub TAXII 2.1 server", "api_roots": ["http://other.invalid/api1/"]}"#.to_string(),
                 )
             } else if text.starts_with("GET ") {
                 (406, "not acceptable".to_string())
@@ -249,6 +249,21 @@ fn cli_unauthorized_responses() {
     assert_eq!(
         stderr,
         format!("ioc-milter: error: cannot discover {url}: TAXII 2.1 GET: HTTP 401 (Unauthorized: Give a user name and password.); TAXII 1.1 POST: HTTP 401 (401 Authorization Required); check the credentials: --username with --password-env or --password-file, or --api-key-env, or --client-cert and --client-key\n")
+    );
+}
+
+#[test]
+fn cli_other_json_rejected() {
+    let port = error_stub(vec![
+        (200, "application/json", r#"{"hello": "world"}"#.to_string()),
+        (404, "text/html", NGINX_404.to_string()),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/json/");
+    let (code, stderr) = discover_failure(&url);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!("ioc-milter: error: cannot discover {url}: TAXII 2.1 GET: not TAXII 2.1 JSON (no \"title\" member, so it is neither a discovery nor an API root document); TAXII 1.1 POST: HTTP 404 (404 Not Found); {PATH_HINT}\n")
     );
 }
 

@@ -95,6 +95,16 @@ impl Taxii21Client {
     /// that is itself an API root (no `api_roots` member) is listed as one.
     pub async fn discover(&self, url: &str) -> Result<Vec<ApiRoot>, Taxii21Error> {
         let (value, _) = self.get_json(url).await?;
+        // Both documents require a title, so JSON without one is another
+        // kind of API, not a TAXII server.
+        if value.get("title").and_then(Value::as_str).is_none() {
+            return Err(Taxii21Error::Json {
+                url: url.to_string(),
+                reason:
+                    "no \"title\" member, so it is neither a discovery nor an API root document"
+                        .to_string(),
+            });
+        }
         let roots: Vec<String> = match value.get("api_roots").and_then(Value::as_array) {
             Some(roots) => roots
                 .iter()
