@@ -207,7 +207,8 @@ pub struct LookupArgs {
 pub struct CheckArgs {
     /// Message files (RFC 5322, .eml); `-` reads one message from standard
     /// input, for example from `postcat -bh -q QUEUE_ID`. A file without a
-    /// header field before its first blank line is judged with a warning.
+    /// header field before its first blank line, such as a saved
+    /// attachment, is judged as an attachment, with a warning.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print one JSON object per message.

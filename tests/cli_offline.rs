@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sha2::{Digest, Sha256};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_ioc-milter");
 
 /// Returns the list polled by every test: networks that contain each other, single
@@ -21,8 +23,13 @@ fn list_text() -> String {
     for host in (1..=55).rev() {
         writeln!(list, "203.0.113.{host}").unwrap();
     }
+    writeln!(list, "{}", hex::encode(Sha256::digest(SAVED_ATTACHMENT))).unwrap();
     list
 }
+
+/// A binary file whose SHA-256 is in the list, as an attachment saved from
+/// a message.
+const SAVED_ATTACHMENT: &[u8] = b"MZ\x90\x00\x03\x00saved attachment\xff\xfe";
 
 /// A temporary directory with a configuration whose one source, a text
 /// list, has been polled, so `lookup` and `check` find its indicators.
@@ -262,8 +269,11 @@ fn lookup_url_and_ipv6_unchanged() {
 }
 
 fn not_mail_warning(name: &str, reason: &str) -> String {
+    if reason == "it is empty" {
+        return format!("warning: {name}: {reason}, so it does not look like a mail message\n");
+    }
     format!(
-        "warning: {name}: {reason}, so it does not look like a mail message. check reads RFC 5322 messages (such as .eml files), and its verdict may miss what this input contains.\n"
+        "warning: {name}: {reason}, so it does not look like a mail message; it is judged as the attachment of a message, with its text as the body\n"
     )
 }
 
@@ -286,10 +296,18 @@ fn check_warns_on_non_mail() {
     )
     .unwrap();
 
-    // The verdict is still given: a body without a header is read as one,
-    // so its URL matches.
+    let linked_pdf = setup.path("invoice.pdf");
+    std::fs::write(
+        &linked_pdf,
+        b"%PDF-1.4\n1 0 obj\n<< /S /URI /URI (https://evil.example.net/pay) >>\nendobj\n\xe2\xe3\xcf\xd3\n",
+    )
+    .unwrap();
+
+    // The verdict is still given: the file is judged as an attachment, so
+    // a link in a PDF matches, and its text as a body, so a URL matches.
     let cases = [
         (&pdf, NO_FIELD, 0, "accept (no match)"),
+        (&linked_pdf, NO_FIELD, 1, "reject, 1 match(es)"),
         (&empty, "it is empty", 0, "accept (no match)"),
         (&body_only, NO_FIELD, 1, "reject, 1 match(es)"),
     ];
@@ -442,4 +460,30 @@ fn check_names_limits_reached() {
 
     let output = setup.run(&["check", "--json", &name]);
     assert_eq!(json(&output)["limits_hit"], serde_json::json!(["max_urls"]));
+}
+
+#[test]
+fn check_saved_attachment_hash() {
+    let setup = Setup::new();
+    let path = setup.path("saved.bin");
+    std::fs::write(&path, SAVED_ATTACHMENT).unwrap();
+    let name = path.to_str().unwrap();
+    let digest = hex::encode(Sha256::digest(SAVED_ATTACHMENT));
+
+    let output = setup.run(&["check", name]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(stderr(&output), not_mail_warning(name, NO_FIELD));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&format!("{name}: reject, 1 match(es)").as_str())
+    );
+    let found = lines.get(1).unwrap_or(&"");
+    assert!(
+        found.starts_with(&format!(
+            "  hash {digest} at attachment:1:saved.bin matches {digest} from mylist"
+        )),
+        "{text}"
+    );
 }

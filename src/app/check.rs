@@ -78,17 +78,73 @@ fn check_file(
         sender: args.sender.clone().or_else(|| return_path(&raw)),
         ..Envelope::default()
     };
-    let warning = not_mail_reason(&raw).map(|reason| {
-        let name = if file == Path::new("-") {
-            "standard input".into()
-        } else {
-            file.display().to_string()
-        };
-        format!(
-            "{name}: {reason}, so it does not look like a mail message. check reads RFC 5322 messages (such as .eml files), and its verdict may miss what this input contains."
-        )
-    });
-    Ok((engine.evaluate(&conn, &envelope, Some(&raw)), warning))
+    let name = if file == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let Some(reason) = not_mail_reason(&raw) else {
+        return Ok((engine.evaluate(&conn, &envelope, Some(&raw)), None));
+    };
+    if raw.is_empty() {
+        let warning = format!("{name}: {reason}, so it does not look like a mail message");
+        return Ok((engine.evaluate(&conn, &envelope, Some(&raw)), Some(warning)));
+    }
+    // The file may be a saved attachment, so its hashes, PDF links and ZIP
+    // members are checked as an attachment's, and its text as a body.
+    let warning = format!(
+        "{name}: {reason}, so it does not look like a mail message; it is judged as the attachment of a message, with its text as the body"
+    );
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let wrapped = wrap_as_attachment(&raw, file_name.as_deref().unwrap_or("stdin"));
+    Ok((
+        engine.evaluate(&conn, &envelope, Some(&wrapped)),
+        Some(warning),
+    ))
+}
+
+/// Builds a message whose attachment is `raw`, named `file_name`. When `raw`
+/// is UTF-8 text, it is also the message body, so its links are read. Both
+/// parts are base64, which has no `-`, so no line can end a part early.
+fn wrap_as_attachment(raw: &[u8], file_name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+
+    const BOUNDARY: &str = "ioc-milter-check-file";
+    let encode = |bytes: &[u8]| {
+        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let lines: Vec<&str> = text
+            .as_bytes()
+            .chunks(76)
+            .map(|line| std::str::from_utf8(line).unwrap_or_default())
+            .collect();
+        lines.join("\r\n")
+    };
+    // Quotes, backslashes and control characters would end the parameter.
+    let name: String = file_name
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+
+    let mut message = format!(
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\n\r\n"
+    );
+    if std::str::from_utf8(raw).is_ok_and(|text| !text.contains('\0')) {
+        message.push_str(&format!(
+            "--{BOUNDARY}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            encode(raw)
+        ));
+    }
+    message.push_str(&format!(
+        "--{BOUNDARY}\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--{BOUNDARY}--\r\n",
+        encode(raw)
+    ));
+    message.into_bytes()
 }
 
 /// Returns why `raw` does not look like a mail message, or `None` when a
@@ -229,6 +285,28 @@ fn find_header_end(raw: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapped_file_read_as_attachment() {
+        let text = b"see http://evil.example.net/x\n--ioc-milter-check-file--\n";
+        let wrapped = wrap_as_attachment(text, "a\"b\r.txt");
+        let found = crate::extract::from_message(&wrapped, &crate::extract::Limits::default());
+        let locations: Vec<String> = found
+            .observables
+            .iter()
+            .map(|o| format!("{} {}", o.kind.as_str(), o.location))
+            .collect();
+        assert_eq!(
+            locations,
+            [
+                "url body-part:1",
+                "domain url-host:body-part:1",
+                "hash attachment:1:a_b_.txt",
+                "hash attachment:1:a_b_.txt",
+                "hash attachment:1:a_b_.txt",
+            ]
+        );
+    }
 
     #[test]
     fn return_path_read() {
