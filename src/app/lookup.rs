@@ -51,6 +51,9 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
     if let Some(query) = parse_network(text)? {
         return Ok(value(query));
     }
+    if let Some(url) = url_without_scheme(text) {
+        return Ok(value(Query::Value(ObservableValue::Url(url))));
+    }
     if let Some((host, port)) = split_port(text)? {
         let host_value = match host.parse::<IpAddr>() {
             Ok(ip) => ip_value(ip),
@@ -68,18 +71,39 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
     Ok(value(Query::Value(parse_lookup_value(text)?)))
 }
 
+/// Reads `HOST/PATH` (or `HOST:PORT/PATH`) as an `http://` URL, as the
+/// matching rules read a link without a scheme in a message. Returns `None`
+/// when the text has no `/` or the part before it is no domain or address.
+fn url_without_scheme(text: &str) -> Option<String> {
+    let (authority, _) = text.split_once('/')?;
+    let host = match split_port(authority) {
+        Ok(Some((host, _))) => host,
+        Ok(None) => authority,
+        Err(_) => return None,
+    };
+    let is_host =
+        host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() || normalize::domain(host).is_ok();
+    if !is_host {
+        return None;
+    }
+    normalize::url(text).ok()
+}
+
 fn ip_value(ip: IpAddr) -> ObservableValue {
     ObservableValue::Ip(normalize::fold_mapped_ipv4(ip))
 }
 
 /// Reads `ADDRESS/PREFIX`. Returns `None` when the text before the slash
-/// is not an IP address, and an error when the prefix length is invalid.
+/// is not an IP address or the text after it is not a number, and an error
+/// when the prefix length is invalid.
 /// A host network (/32, /128) is the address itself.
 fn parse_network(text: &str) -> Result<Option<Query>> {
-    let Some((addr, _)) = text.split_once('/') else {
+    let Some((addr, prefix)) = text.split_once('/') else {
         return Ok(None);
     };
-    if addr.trim_matches(['[', ']']).parse::<IpAddr>().is_err() {
+    // `192.0.2.7/admin/` is a URL without a scheme, not a network.
+    let is_prefix = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit());
+    if !is_prefix || addr.trim_matches(['[', ']']).parse::<IpAddr>().is_err() {
         return Ok(None);
     }
     let network = normalize::ip_or_network(text)?;
@@ -130,7 +154,7 @@ fn parse_lookup_value(text: &str) -> Result<ObservableValue> {
     match normalize::domain(text) {
         Ok(domain) => Ok(ObservableValue::Domain(domain)),
         Err(_) => bail!(
-            "cannot read {text:?} as an IP address or CIDR network, URL (with scheme), email address, MD5/SHA-1/SHA-256 hash or domain name"
+            "cannot read {text:?} as an IP address or CIDR network, URL, email address, MD5/SHA-1/SHA-256 hash or domain name"
         ),
     }
 }
@@ -408,6 +432,34 @@ mod tests {
             assert_eq!(value(parsed.query), expected, "input {input}");
             assert_eq!(parsed.dropped_port, None, "input {input}");
         }
+    }
+
+    #[test]
+    fn query_url_without_scheme() {
+        let cases = [
+            (
+                "invoice-update.example.com/pay/invoice.php?id=7",
+                "http://invoice-update.example.com/pay/invoice.php?id=7",
+            ),
+            (
+                "evil.example.net:8080/login",
+                "http://evil.example.net:8080/login",
+            ),
+            ("192.0.2.7/admin/", "http://192.0.2.7/admin/"),
+        ];
+        for (input, expected) in cases {
+            let parsed = query(input);
+            assert_eq!(
+                value(parsed.query),
+                ObservableValue::Url(expected.into()),
+                "input {input}"
+            );
+            assert_eq!(parsed.dropped_port, None, "input {input}");
+        }
+        // A network stays a network, and text before the slash that is no
+        // host is not read as a URL.
+        assert!(matches!(query("198.51.100.0/24").query, Query::Network(_)));
+        assert!(parse_query("not a host/path").is_err());
     }
 
     #[test]
