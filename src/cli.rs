@@ -257,7 +257,8 @@ pub struct MatchesArgs {
     /// until interrupted.
     #[arg(long)]
     pub follow: bool,
-    /// Print a summary (counts by verdict, source, indicator, sender).
+    /// Print a summary (counts by verdict, source, indicator, sender), as one
+    /// JSON object with --json.
     #[arg(long)]
     pub summary: bool,
     /// Print the matching entries as JSON lines.

@@ -487,3 +487,16 @@ fn check_saved_attachment_hash() {
         "{text}"
     );
 }
+
+#[test]
+fn matches_log_path_missing() {
+    let setup = Setup::new();
+    let missing = setup.path("no-such-log.jsonl");
+    let name = missing.to_str().unwrap();
+    let output = setup.run(&["matches", "--log", name]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        stderr(&output),
+        format!("ioc-milter: error: match log {name} not found; check the path given with --log, or leave --log out to read [match_log] path\n")
+    );
+}

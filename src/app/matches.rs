@@ -24,6 +24,12 @@ pub fn run(config: &Config, args: MatchesArgs) -> Result<ExitCode> {
     let (entries, invalid) = match matchlog::read_entries(&path) {
         Ok(read) => read,
         // No log yet: nothing has matched since the milter started logging.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && args.log.is_some() => {
+            anyhow::bail!(
+                "match log {} not found; check the path given with --log, or leave --log out to read [match_log] path",
+                path.display()
+            )
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound && !args.follow => {
             eprintln!(
                 "no match log at {} yet: it is written when the milter judges matching mail",
@@ -50,7 +56,12 @@ pub fn run(config: &Config, args: MatchesArgs) -> Result<ExitCode> {
         return follow(&path, &filter, args.json);
     }
     if args.summary {
-        print_summary(&selected);
+        let summary = Summary::of(&selected);
+        if args.json {
+            println!("{}", summary.to_json());
+        } else {
+            summary.print();
+        }
     } else if args.json {
         for entry in &selected {
             println!("{}", serde_json::to_string(entry)?);
@@ -282,45 +293,92 @@ fn print_table(entries: &[&LogEntry]) {
     }
 }
 
-fn print_summary(entries: &[&LogEntry]) {
-    let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut indicators: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut senders: BTreeMap<&str, usize> = BTreeMap::new();
-    for entry in entries {
-        *verdicts.entry(entry.verdict.as_str()).or_default() += 1;
-        *senders
-            .entry(entry.sender.as_deref().unwrap_or("<>"))
-            .or_default() += 1;
-        for found in &entry.matches {
-            *sources.entry(found.source.as_str()).or_default() += 1;
-            *indicators.entry(found.indicator.as_str()).or_default() += 1;
-        }
-    }
-    println!("{} matched message(s)", entries.len());
-    if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-        println!(
-            "from {} to {}",
-            first.time.to_rfc3339(),
-            last.time.to_rfc3339()
-        );
-    }
-    print_top("verdicts", &verdicts);
-    print_top("sources (matches)", &sources);
-    print_top("indicators (matches)", &indicators);
-    print_top("senders (messages)", &senders);
+/// Counts over the selected match log entries, for `--summary`.
+struct Summary<'a> {
+    messages: usize,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    /// Title and counts of each top list, in print order.
+    lists: [(&'static str, &'static str, BTreeMap<&'a str, usize>); 4],
 }
 
-fn print_top(title: &str, counts: &BTreeMap<&str, usize>) {
-    println!("{title}:");
+impl<'a> Summary<'a> {
+    fn of(entries: &[&'a LogEntry]) -> Summary<'a> {
+        let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut indicators: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut senders: BTreeMap<&str, usize> = BTreeMap::new();
+        for entry in entries {
+            *verdicts.entry(entry.verdict.as_str()).or_default() += 1;
+            *senders
+                .entry(entry.sender.as_deref().unwrap_or("<>"))
+                .or_default() += 1;
+            for found in &entry.matches {
+                *sources.entry(found.source.as_str()).or_default() += 1;
+                *indicators.entry(found.indicator.as_str()).or_default() += 1;
+            }
+        }
+        Summary {
+            messages: entries.len(),
+            first: entries.first().map(|entry| entry.time),
+            last: entries.last().map(|entry| entry.time),
+            lists: [
+                ("verdicts", "verdicts", verdicts),
+                ("sources (matches)", "sources", sources),
+                ("indicators (matches)", "indicators", indicators),
+                ("senders (messages)", "senders", senders),
+            ],
+        }
+    }
+
+    fn print(&self) {
+        println!("{} matched message(s)", self.messages);
+        if let (Some(first), Some(last)) = (self.first, self.last) {
+            println!("from {} to {}", first.to_rfc3339(), last.to_rfc3339());
+        }
+        for (title, _, counts) in &self.lists {
+            println!("{title}:");
+            let rows = top_rows(counts);
+            for (name, count) in rows.iter().take(SUMMARY_TOP) {
+                println!("  {count:>6}  {name}");
+            }
+            if rows.len() > SUMMARY_TOP {
+                println!("  ({} more)", rows.len() - SUMMARY_TOP);
+            }
+        }
+    }
+
+    /// Returns the summary as one JSON object. Each top list holds at most
+    /// `SUMMARY_TOP` rows, and `more` counts the rows left out.
+    fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("messages".into(), self.messages.into());
+        object.insert(
+            "from".into(),
+            self.first.map(|time| time.to_rfc3339()).into(),
+        );
+        object.insert("to".into(), self.last.map(|time| time.to_rfc3339()).into());
+        for (_, key, counts) in &self.lists {
+            let rows = top_rows(counts);
+            let top: Vec<serde_json::Value> = rows
+                .iter()
+                .take(SUMMARY_TOP)
+                .map(|(name, count)| serde_json::json!({"name": name, "count": count}))
+                .collect();
+            object.insert(
+                (*key).into(),
+                serde_json::json!({"top": top, "more": rows.len().saturating_sub(SUMMARY_TOP)}),
+            );
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+/// Sorts counts by count, largest first, then by name.
+fn top_rows<'a>(counts: &BTreeMap<&'a str, usize>) -> Vec<(&'a str, usize)> {
     let mut rows: Vec<(&str, usize)> = counts.iter().map(|(k, v)| (*k, *v)).collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    for (name, count) in rows.iter().take(SUMMARY_TOP) {
-        println!("  {count:>6}  {name}");
-    }
-    if rows.len() > SUMMARY_TOP {
-        println!("  ({} more)", rows.len() - SUMMARY_TOP);
-    }
+    rows
 }
 
 #[cfg(test)]
@@ -364,6 +422,42 @@ mod tests {
                 action: verdict.into(),
             }],
         }
+    }
+
+    #[test]
+    fn summary_as_json() {
+        let first = entry(
+            "2026-12-01T10:00:00Z",
+            "reject",
+            "otx",
+            "203.0.113.7",
+            "a@example.com",
+        );
+        let second = entry(
+            "2026-12-01T11:00:00Z",
+            "tag",
+            "local",
+            "evil.example.net",
+            "a@example.com",
+        );
+        let summary = Summary::of(&[&first, &second]);
+        assert_eq!(
+            summary.to_json(),
+            serde_json::json!({
+                "messages": 2,
+                "from": "2026-12-01T10:00:00+00:00",
+                "to": "2026-12-01T11:00:00+00:00",
+                "verdicts": {"top": [{"name": "reject", "count": 1}, {"name": "tag", "count": 1}], "more": 0},
+                "sources": {"top": [{"name": "local", "count": 1}, {"name": "otx", "count": 1}], "more": 0},
+                "indicators": {"top": [{"name": "203.0.113.7", "count": 1}, {"name": "evil.example.net", "count": 1}], "more": 0},
+                "senders": {"top": [{"name": "a@example.com", "count": 2}], "more": 0},
+            })
+        );
+
+        let empty = Summary::of(&[]).to_json();
+        assert_eq!(empty["messages"], 0);
+        assert_eq!(empty["from"], serde_json::Value::Null);
+        assert_eq!(empty["senders"]["top"], serde_json::json!([]));
     }
 
     #[test]
