@@ -348,7 +348,7 @@ impl<'a> Summary<'a> {
         }
     }
 
-    /// Returns the summary as one JSON object. Each top list holds at most
+    /// Returns the summary as one JSON object. Each top list has at most
     /// `SUMMARY_TOP` rows, and `more` counts the rows left out.
     fn to_json(&self) -> serde_json::Value {
         let mut object = serde_json::Map::new();
@@ -374,7 +374,7 @@ impl<'a> Summary<'a> {
     }
 }
 
-/// Sorts counts by count, largest first, then by name.
+/// Returns the rows of `counts`, largest count first, then by name.
 fn top_rows<'a>(counts: &BTreeMap<&'a str, usize>) -> Vec<(&'a str, usize)> {
     let mut rows: Vec<(&str, usize)> = counts.iter().map(|(k, v)| (*k, *v)).collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
