@@ -268,6 +268,18 @@ fn cli_other_json_rejected() {
 }
 
 #[test]
+fn cli_url_without_scheme() {
+    for url in ["127.0.0.1:9/taxii2/", "ftp://127.0.0.1/taxii2/"] {
+        let (code, stderr) = discover_failure(url);
+        assert_eq!(code, Some(2), "{url}");
+        assert_eq!(
+            stderr,
+            format!("ioc-milter: error: invalid URL {url:?}: write the server's discovery URL with http:// or https://, e.g. https://HOST/taxii2/ or https://HOST/taxii/discovery\n")
+        );
+    }
+}
+
+#[test]
 fn cli_connection_refused() {
     // The listener is dropped, so nothing accepts on the port.
     let port = {

@@ -296,7 +296,11 @@ pub async fn discover(args: DiscoverArgs) -> Result<ExitCode> {
         Discovery::Taxii21 { api_roots } => {
             println!("TAXII 2.1 server at {}", args.url);
             for root in api_roots {
-                println!("  API root {} {}", root.url, root.title);
+                if root.title.is_empty() {
+                    println!("  API root {}", root.url);
+                } else {
+                    println!("  API root {} {}", root.url, root.title);
+                }
                 if let Some(error) = &root.error {
                     println!("    cannot list the collections: {error}");
                 }

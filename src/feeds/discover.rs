@@ -149,6 +149,13 @@ async fn taxii11_post(web: &WebClient, url: &str, body: String) -> Result<String
 /// Discovers a TAXII 2.1 or 1.1 server at `url`. The error is one line that
 /// names the URL, what each protocol's request got, and what to check.
 pub async fn discover(web: &WebClient, url: &str) -> Result<Discovery, String> {
+    let is_web_url = url::Url::parse(url)
+        .is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.has_host());
+    if !is_web_url {
+        return Err(format!(
+            "invalid URL {url:?}: write the server's discovery URL with http:// or https://, e.g. https://HOST/taxii2/ or https://HOST/taxii/discovery"
+        ));
+    }
     let taxii21 = Taxii21Client { web: web.clone() };
     let taxii21_error = match taxii21.discover(url).await {
         Ok(api_roots) => return Ok(Discovery::Taxii21 { api_roots }),
