@@ -287,7 +287,7 @@ async fn http_error_page_summarized() {
     let error = manager.poll("otx", None).await.unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("poll of source otx failed: http://127.0.0.1:{port}/taxii/poll answered HTTP 503: 503 Service Unavailable")
+        format!("poll of source otx failed: http://127.0.0.1:{port}/taxii/poll answered HTTP 503: 503 Service Unavailable; the server failed, so a later poll may succeed")
     );
 }
 

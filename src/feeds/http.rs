@@ -31,7 +31,7 @@ pub enum HttpError {
     Request { url: String, reason: String },
     /// `reason` is a one-line summary of the response body, or the status's
     /// standard reason phrase when the body gives none.
-    #[error("{url} answered HTTP {status}: {reason}")]
+    #[error("{url} answered HTTP {status}: {reason}{}", status_advice(*status))]
     Status {
         url: String,
         status: u16,
@@ -57,6 +57,20 @@ pub enum HttpError {
         received: u64,
         expected: u64,
     },
+}
+
+/// Returns what to check after a feed server answered with the error
+/// `status`, or an empty string when there is no usual cause.
+fn status_advice(status: u16) -> &'static str {
+    match status {
+        401 | 403 => {
+            "; check the source's credentials (username and password, api_key, or client_cert)"
+        }
+        407 => "; check the user name and password in the source's proxy URL",
+        404 | 410 => "; check the source's url, path or collection",
+        500..=599 => "; the server failed, so a later poll may succeed",
+        _ => "",
+    }
 }
 
 /// Returns [`HttpError::Truncated`] when reading a body failed, other than by
@@ -289,5 +303,28 @@ impl HttpClient {
             url: self.url.clone(),
             reason: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_name_next_step() {
+        let cases = [
+            (401, "http://127.0.0.1/feed answered HTTP 401: denied; check the source's credentials (username and password, api_key, or client_cert)"),
+            (404, "http://127.0.0.1/feed answered HTTP 404: denied; check the source's url, path or collection"),
+            (502, "http://127.0.0.1/feed answered HTTP 502: denied; the server failed, so a later poll may succeed"),
+            (418, "http://127.0.0.1/feed answered HTTP 418: denied"),
+        ];
+        for (status, expected) in cases {
+            let error = HttpError::Status {
+                url: "http://127.0.0.1/feed".to_string(),
+                status,
+                reason: "denied".to_string(),
+            };
+            assert_eq!(error.to_string(), expected);
+        }
     }
 }
