@@ -59,7 +59,7 @@ pub enum HttpError {
     },
 }
 
-/// Returns what to check after a feed server answered with the error
+/// Returns what to check after a feed server responded with the error
 /// `status`, or an empty string when there is no usual cause.
 fn status_advice(status: u16) -> &'static str {
     match status {
