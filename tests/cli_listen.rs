@@ -50,6 +50,19 @@ fn run_binary(args: &[&str]) -> Finished {
     }
 }
 
+/// Waits at most 10 s until the unix socket `socket` accepts a connection.
+fn wait_until_accepting(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not accept within 10 s",
+            socket.display()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Writes a configuration with the milter on `milter_port` and the status
 /// page on `http_listen`, and returns its path.
 fn write_config(dir: &Path, milter_port: u16, http_listen: &str) -> String {
@@ -128,15 +141,7 @@ fn run_state_directory_in_use() {
     fs::write(&first, config_head(dir.path(), &first_addr)).unwrap();
     let _daemon = Daemon::start_at(&first, &first_addr);
     let socket = dir.path().join("state/control.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not accept within 10 s",
-            socket.display()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_accepting(&socket);
 
     // Another milter address, the same state directory.
     let second = dir.path().join("second.toml");
@@ -214,15 +219,7 @@ fn second_demo_leaves_files() {
     fs::write(&config_path, edited).unwrap();
     let _daemon = Daemon::start_at(&config_path, &milter_addr);
     let socket = dir.join("state/control.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not accept within 10 s",
-            socket.display()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_accepting(&socket);
     let before = demo_files(&dir);
 
     let expected = format!("ioc-milter: error: a running ioc-milter uses the demo directory {dir_text}: its control socket {dir_text}/state/control.sock accepts connections; stop it (Ctrl-C in its terminal) before starting the demo again, or give another directory with --dir\n");
