@@ -146,6 +146,17 @@ fn judge_timeout_range_in_milliseconds() {
 }
 
 #[test]
+fn bare_number_duration_hinted() {
+    let text = "[milter]\nlisten = \"inet:127.0.0.1:8894\"\njudge_timeout = 10\n";
+    let error = error_of(text);
+    assert!(
+        error.message.ends_with("invalid type: integer `10`, expected a string\nwrite the value in quotes: a duration such as \"10s\", \"30m\" or \"1d\", or an address such as \"inet:127.0.0.1:8894\""),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
 fn segment_longer_than_age_rejected() {
     let text = ADMIN_EXAMPLE.replace("poll_segment = \"30d\"", "poll_segment = \"60d\"");
     let error = error_of(&text);

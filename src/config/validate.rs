@@ -111,10 +111,21 @@ fn readable_secret_warning(path: &Path, config: &Config) -> Option<String> {
 /// Validates configuration text. `file` names it in errors; relative paths
 /// are resolved against `base`.
 pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-        file: file.to_path_buf(),
-        key: String::new(),
-        message: format!("invalid TOML: {}", e.to_string().trim_end()),
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let text = e.to_string();
+        // Durations, sizes given as text and addresses are strings; a bare
+        // number is the usual slip.
+        let hint = if text.contains("invalid type: integer") && text.contains("expected a string")
+        {
+            "\nwrite the value in quotes: a duration such as \"10s\", \"30m\" or \"1d\", or an address such as \"inet:127.0.0.1:8894\""
+        } else {
+            ""
+        };
+        ConfigError {
+            file: file.to_path_buf(),
+            key: String::new(),
+            message: format!("invalid TOML: {}{hint}", text.trim_end()),
+        }
     })?;
     Validator {
         file: file.to_path_buf(),
