@@ -133,11 +133,19 @@ impl Postfix {
             anyhow!("cannot run {program}: {e}; is Postfix installed and /usr/sbin on PATH?")
         })?;
         if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            // Postfix tools fail this way when its configuration directory
+            // is elsewhere, as with a second Postfix instance.
+            let hint = if stderr.contains("main.cf") && self.config_directory.is_none() {
+                "; if Postfix keeps main.cf in another directory, give it with --postfix-config DIR"
+            } else {
+                ""
+            };
             bail!(
-                "{program} {} failed ({}): {}",
+                "{program} {} failed ({}): {}{hint}",
                 args.join(" "),
                 output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
+                stderr.trim()
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -326,6 +334,19 @@ mod tests {
         assert_eq!(
             queue[1].recipients[0].delay_reason.as_deref(),
             Some("connection refused")
+        );
+    }
+
+    #[test]
+    fn missing_main_cf_hinted() {
+        let script = "echo 'postqueue: fatal: open /etc/postfix/main.cf: No such file or directory' >&2; exit 69";
+        let postfix = Postfix {
+            config_directory: None,
+        };
+        let error = postfix.run("sh", &["-c", script]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("sh -c {script} failed (exit status: 69): postqueue: fatal: open /etc/postfix/main.cf: No such file or directory; if Postfix keeps main.cf in another directory, give it with --postfix-config DIR")
         );
     }
 
