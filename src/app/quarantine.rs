@@ -134,8 +134,8 @@ impl Postfix {
         })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            // Postfix tools fail this way when its configuration directory
-            // is elsewhere, as with a second Postfix instance.
+            // Postfix tools fail this way when the configuration directory
+            // is not the default one, as with a second Postfix instance.
             let hint = if stderr.contains("main.cf") && self.config_directory.is_none() {
                 "; if Postfix keeps main.cf in another directory, give it with --postfix-config DIR"
             } else {
