@@ -64,22 +64,26 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
+/// Returns true when a process accepts connections on the control socket
+/// `path`, that is, a daemon serves its state directory.
+pub fn is_served(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 /// Binds the socket (replacing a stale one) with mode 0600.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if path.exists() {
         // A socket that no process accepts on is left over from a crash.
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!(
-                        "another daemon answers on {}; stop it or use another state directory",
-                        path.display()
-                    ),
-                ))
-            }
-            Err(_) => std::fs::remove_file(path)?,
+        if is_served(path) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "another daemon answers on {}; stop it or use another state directory",
+                    path.display()
+                ),
+            ));
         }
+        std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;

@@ -133,7 +133,7 @@ pub(super) async fn run_bound(config: Config, listeners: Option<Listeners>) -> R
     // Two daemons on one state directory would overwrite each other's saved
     // sets and statuses, so a second one stops before it reads anything.
     let control_path = crate::control::socket_path(&config.state.directory);
-    if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+    if crate::control::is_served(&control_path) {
         anyhow::bail!(
             "another ioc-milter daemon uses the state directory {}: its control socket {} accepts connections; stop that daemon, or set [state] directory in {} to another path",
             config.state.directory.display(),

@@ -108,7 +108,7 @@ pub async fn run(args: DemoArgs, config_argument: Option<&Path>) -> Result<ExitC
 /// state directory, because the demo would rewrite the files it serves.
 fn ensure_no_daemon(config: &Config, dir: &Path) -> Result<()> {
     let socket = crate::control::socket_path(&config.state.directory);
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+    if crate::control::is_served(&socket) {
         bail!(
             "a running ioc-milter uses the demo directory {}: its control socket {} accepts connections; stop it (Ctrl-C in its terminal) before starting the demo again, or give another directory with --dir",
             dir.display(),
