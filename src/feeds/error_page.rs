@@ -1,5 +1,5 @@
 //! Shortens the body of an HTTP error response to a one-line reason, so an
-//! error message or log line shows why a server refused a request without
+//! error message or log line shows why a server rejected a request without
 //! the server's whole error page.
 
 use serde_json::Value;
@@ -84,15 +84,15 @@ fn html_title(text: &str) -> Option<String> {
 
 /// Removes `<!-- -->` comments. An unclosed comment runs to the end.
 fn remove_comments(text: &str) -> String {
-    let mut kept = String::with_capacity(text.len());
+    let mut without_comments = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("<!--") {
-        kept.push_str(&rest[..start]);
+        without_comments.push_str(&rest[..start]);
         let comment = &rest[start + 4..];
         rest = comment.find("-->").map_or("", |end| &comment[end + 3..]);
     }
-    kept.push_str(rest);
-    kept
+    without_comments.push_str(rest);
+    without_comments
 }
 
 /// Elements whose content is no reason: the head (its title is read
