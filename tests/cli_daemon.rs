@@ -2,13 +2,15 @@
 //! embedded demo, `check`, `lookup`, `sources`, `matches`, and `run` with its
 //! status page and metrics, milter and SIGTERM.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ioc_milter::config::ListenAddr;
 use ioc_milter::milter::{MtaClient, MtaMessage, Reply};
+
+mod common;
+use common::free_port;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ioc-milter");
 
@@ -21,12 +23,6 @@ fn run(args: &[&str]) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Returns a port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 fn write_demo(dir: &Path) -> String {

@@ -10,6 +10,8 @@ use ioc_milter::feeds::web::WebClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+mod common;
+
 const DISCOVERY: &str = r#"<taxii_11:Discovery_Response xmlns:taxii_11="http://taxii.mitre.org/messages/taxii_xml_binding-1.1" message_id="1" in_response_to="2">
   <taxii_11:Service_Instance service_type="COLLECTION_MANAGEMENT" service_version="urn:taxii.mitre.org:services:1.1" available="true">
     <taxii_11:Address>http://127.0.0.1:PORT/taxii/collections</taxii_11:Address>
@@ -281,11 +283,9 @@ fn cli_url_without_scheme() {
 
 #[test]
 fn cli_connection_refused() {
-    // The listener is dropped, so nothing accepts on the port.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // A free port below the ephemeral range: the stubs of the tests running
+    // beside this one bind port 0, so none of them takes it.
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}/taxii2/");
     let (code, stderr) = discover_failure(&url);
     assert_eq!(code, Some(2));

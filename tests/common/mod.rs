@@ -355,14 +355,36 @@ pub fn read_match_log(path: &Path) -> Vec<Value> {
     }
 }
 
-/// Returns a port that was free on 127.0.0.1 a moment ago.
+/// Returns a port on 127.0.0.1 where nothing listened a moment ago, for a
+/// daemon the test starts next. Each call in one test binary gets a
+/// different port.
+///
+/// The ports come from 20000 to 31999, below Linux's ephemeral range
+/// (32768 and up), so a test server beside this one that binds port 0
+/// never takes the port before the daemon binds it. A port is tried by
+/// connecting, not by binding. A listener that this process closes lives
+/// on in a child that another test thread has forked until that child
+/// calls exec, and the daemon's bind fails while it lives.
 pub fn free_port() -> u16 {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
-    listener
-        .local_addr()
-        .expect("local address of the ephemeral listener")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Each process starts at its own place, so two test runs on one
+    // machine rarely try the same ports.
+    let start = (std::process::id() % 1_200) * 10;
+    for _ in 0..COUNT {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + offset) % COUNT;
+        let port = u16::try_from(port).expect("ports stay below 32000");
+        if !port_open(&format!("127.0.0.1:{port}")) {
+            return port;
+        }
+    }
+    panic!(
+        "no free port on 127.0.0.1 from {FIRST} to {}",
+        FIRST + COUNT - 1
+    );
 }
 
 /// Address of the test Postfix's smtpd.
@@ -437,7 +459,10 @@ pub fn port_open(addr: &str) -> bool {
     let Ok(addr) = addr.parse::<SocketAddr>() else {
         return false;
     };
-    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+    // A listener that closes right after the handshake resets the
+    // connection, so the socket has no peer address and nothing accepts.
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300))
+        .is_ok_and(|stream| stream.peer_addr().is_ok())
 }
 
 /// A running `ioc-milter run`; dropping it stops the process by its pid
