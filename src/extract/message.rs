@@ -269,16 +269,13 @@ impl<'l> Collector<'l> {
         if !self.seen_candidates.insert(candidate.to_string()) {
             return ControlFlow::Continue(());
         }
-        let Ok(canonical) = normalize::url(candidate) else {
-            return ControlFlow::Continue(());
-        };
-        let Ok(parsed) = url::Url::parse(&canonical) else {
+        let Ok(parsed) = normalize::parsed_url(candidate) else {
             return ControlFlow::Continue(());
         };
         let Some(host) = host_of(&parsed) else {
             return ControlFlow::Continue(());
         };
-        let url = ObservableValue::Url(canonical);
+        let url = ObservableValue::Url(parsed.as_str().to_string());
         if self.seen_from_urls.contains(&url) {
             return ControlFlow::Continue(());
         }

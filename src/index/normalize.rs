@@ -273,6 +273,13 @@ fn replace_ignoring_case(text: &str, pattern: &str, replacement: &str) -> String
 /// Returns the canonical form of a URL (see the module documentation). A
 /// defanged URL (see [`refang`]) is read as the URL it stands for.
 pub fn url(text: &str) -> Result<String, NormalizeError> {
+    parsed_url(text).map(String::from)
+}
+
+/// Returns the canonical form of a URL, as [`url`] does, parsed. Its
+/// serialization is the canonical text, so a caller that also needs the
+/// host or the query parses the URL once.
+pub fn parsed_url(text: &str) -> Result<url::Url, NormalizeError> {
     let refanged = refang(text.trim());
     let trimmed = refanged.as_ref();
     if trimmed.is_empty() {
@@ -327,7 +334,7 @@ pub fn url(text: &str) -> Result<String, NormalizeError> {
         }
         None => {}
     }
-    Ok(parsed.to_string())
+    Ok(parsed)
 }
 
 /// The host of a canonical URL, if it is a name (not an IP literal).
