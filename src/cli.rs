@@ -127,9 +127,9 @@ pub struct DemoArgs {
     /// Judge the demo messages and exit instead of serving the milter.
     #[arg(long)]
     pub no_serve: bool,
-    /// The global `--config`, which the demo rejects. Declared here, hidden,
-    /// so that clap does not list the global option in the demo's help; clap
-    /// stores its value both here and in [`Cli::config`].
+    /// The global `--config`, which the demo rejects. It is declared here
+    /// and hidden so that clap does not list the global option in the
+    /// demo's help. clap stores its value both here and in [`Cli::config`].
     #[arg(long, short = 'c', value_name = "FILE", hide = true)]
     pub config: Option<PathBuf>,
 }
@@ -205,7 +205,8 @@ pub struct LookupArgs {
     /// MD5/SHA-1/SHA-256 hash or email address. For a network, the
     /// indicators that contain it and the first 50 inside it are shown. A
     /// port after an address or domain (192.0.2.7:25, [2001:db8::1]:443,
-    /// mail.example.net:587) is ignored, with a note on standard error.
+    /// mail.example.net:587) is ignored, with a note on standard error
+    /// (with --json, the port is in the ignored_port field too).
     pub value: String,
     /// Print JSON.
     #[arg(long)]

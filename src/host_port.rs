@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// A port number over 65535. `port` holds the digits as written.
+/// A port number over 65535. `port` contains the digits as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortOutOfRange {
     pub port: String,

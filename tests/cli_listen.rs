@@ -66,11 +66,11 @@ fn wait_until_accepting(socket: &Path) {
     }
 }
 
-/// Writes a configuration with the milter on `milter_port` and the status
-/// page on `http_listen`, and returns its path.
-fn write_config(dir: &Path, milter_port: u16, http_listen: &str) -> String {
-    let text = config_sections(dir, &format!("inet:127.0.0.1:{milter_port}"))
-        + &format!("\n[http]\nlisten = \"{http_listen}\"\n");
+/// Writes a configuration with the milter on `milter_listen` and the
+/// status page on `http_listen`, and returns its path.
+fn write_config(dir: &Path, milter_listen: &str, http_listen: &str) -> String {
+    let text =
+        config_sections(dir, milter_listen) + &format!("\n[http]\nlisten = \"{http_listen}\"\n");
     let path = dir.join("ioc-milter.toml");
     fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
@@ -81,7 +81,11 @@ fn run_status_port_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = occupied.local_addr().unwrap().to_string();
-    let config = write_config(dir.path(), free_port(), &address);
+    let config = write_config(
+        dir.path(),
+        &format!("inet:127.0.0.1:{}", free_port()),
+        &address,
+    );
 
     let finished = run_binary(&["--config", &config, "run"]);
 
@@ -102,7 +106,7 @@ fn run_milter_port_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = occupied.local_addr().unwrap().port();
-    let config = write_config(dir.path(), port, "off");
+    let config = write_config(dir.path(), &format!("inet:127.0.0.1:{port}"), "off");
 
     let finished = run_binary(&["--config", &config, "run"]);
 
@@ -118,13 +122,9 @@ fn run_unix_socket_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("milter.sock");
     let occupied = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let text = config_sections(dir.path(), &format!("unix:{}", socket.display()))
-        + "\n[http]\nlisten = \"off\"\n";
-    let config = dir.path().join("ioc-milter.toml");
-    fs::write(&config, text).unwrap();
-    let config = config.to_str().unwrap();
+    let config = write_config(dir.path(), &format!("unix:{}", socket.display()), "off");
 
-    let finished = run_binary(&["--config", config, "run"]);
+    let finished = run_binary(&["--config", &config, "run"]);
 
     assert_eq!(finished.code, Some(2), "{}", finished.stderr);
     assert_eq!(
@@ -143,13 +143,9 @@ fn run_sendmail_form_port_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = occupied.local_addr().unwrap().port();
-    let text = config_sections(dir.path(), &format!("inet:{port}@127.0.0.1"))
-        + "\n[http]\nlisten = \"off\"\n";
-    let config = dir.path().join("ioc-milter.toml");
-    fs::write(&config, text).unwrap();
-    let config = config.to_str().unwrap();
+    let config = write_config(dir.path(), &format!("inet:{port}@127.0.0.1"), "off");
 
-    let finished = run_binary(&["--config", config, "run"]);
+    let finished = run_binary(&["--config", &config, "run"]);
 
     assert_eq!(finished.code, Some(2), "{}", finished.stderr);
     assert_eq!(
@@ -164,13 +160,9 @@ fn run_sendmail_form_port_in_use() {
 fn run_socket_directory_missing() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("missing/milter.sock");
-    let text = config_sections(dir.path(), &format!("local:{}", socket.display()))
-        + "\n[http]\nlisten = \"off\"\n";
-    let config = dir.path().join("ioc-milter.toml");
-    fs::write(&config, text).unwrap();
-    let config = config.to_str().unwrap();
+    let config = write_config(dir.path(), &format!("local:{}", socket.display()), "off");
 
-    let finished = run_binary(&["--config", config, "run"]);
+    let finished = run_binary(&["--config", &config, "run"]);
 
     assert_eq!(finished.code, Some(2), "{}", finished.stderr);
     assert_eq!(
@@ -300,8 +292,9 @@ fn demo_rejects_config_option() {
     );
     assert!(!dir.exists());
 
-    // With demo.toml written, as the advice says, the advice is to edit it,
-    // and the option after the command name is rejected the same way.
+    // Once `demo --no-serve` has written demo.toml, the advice is to edit
+    // it, and the short option after the command name is rejected the same
+    // way.
     let first = run_binary(&["demo", "--dir", dir_text, "--no-serve"]);
     assert_eq!(first.code, Some(0), "{}", first.stderr);
     let config = dir.join("demo.toml");

@@ -67,7 +67,8 @@ impl BindFailure {
             return anyhow::Error::new(error);
         }
         if error.kind() == std::io::ErrorKind::NotFound {
-            // Only a unix socket path can be missing: its directory is.
+            // A bind fails with NotFound only for a unix socket whose
+            // directory does not exist.
             return anyhow::anyhow!(
                 "cannot listen on {address} for {purpose} ({key}): {error}; create the socket's directory, or {advice}"
             );

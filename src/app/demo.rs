@@ -119,9 +119,9 @@ fn ensure_no_daemon(config: &Config, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Returns how to serve the demo with edited settings. A `demo` start
-/// writes demo.toml anew, so the edited file is served by `run`, and when
-/// it does not exist yet, `demo --no-serve` writes it first.
+/// Returns how to serve the demo with edited settings. `demo` writes
+/// demo.toml anew on every start, so `run` serves the edited file. When the
+/// file does not exist yet, `demo --no-serve` writes it first.
 fn edit_advice(dir: &Path) -> String {
     let config = dir.join("demo.toml");
     let run = format!("ioc-milter --config {} run", config.display());
