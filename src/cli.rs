@@ -1,8 +1,12 @@
 //! Command-line definitions (clap).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::host_port;
+use crate::index::normalize;
 
 /// A milter for Postfix and Sendmail that checks mail against threat
 /// intelligence feeds (TAXII 1.1 / STIX 1.x) and rejects, quarantines or tags
@@ -123,6 +127,11 @@ pub struct DemoArgs {
     /// Judge the demo messages and exit instead of serving the milter.
     #[arg(long)]
     pub no_serve: bool,
+    /// The global `--config`, which the demo rejects. It is declared here
+    /// and hidden so that clap does not list the global option in the
+    /// demo's help. clap stores its value both here and in [`Cli::config`].
+    #[arg(long, short = 'c', value_name = "FILE", hide = true)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +205,8 @@ pub struct LookupArgs {
     /// MD5/SHA-1/SHA-256 hash or email address. For a network, the
     /// indicators that contain it and the first 50 inside it are shown. A
     /// port after an address or domain (192.0.2.7:25, [2001:db8::1]:443,
-    /// mail.example.net:587) is ignored, with a note on standard error.
+    /// mail.example.net:587) is ignored, with a note on standard error
+    /// (with --json, the port is in the ignored_port field too).
     pub value: String,
     /// Print JSON.
     #[arg(long)]
@@ -214,12 +224,67 @@ pub struct CheckArgs {
     /// Print one JSON object per message.
     #[arg(long)]
     pub json: bool,
-    /// Client IP to assume, as if the message came from it over SMTP.
-    #[arg(long, value_name = "IP")]
-    pub client_ip: Option<std::net::IpAddr>,
-    /// Envelope sender to assume (default: the Return-Path header).
-    #[arg(long, value_name = "ADDRESS")]
+    /// Client IP to assume, as if the message came from it over SMTP. A
+    /// port, as in 192.0.2.7:25 or [2001:db8::1]:25, is ignored, as lookup
+    /// ignores it.
+    #[arg(long, value_name = "IP", value_parser = parse_client_ip)]
+    pub client_ip: Option<IpAddr>,
+    /// Envelope sender to assume, as LOCAL@DOMAIN with or without angle
+    /// brackets; "<>" or "" is the null sender [default: the Return-Path
+    /// header].
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_sender)]
     pub sender: Option<String>,
+}
+
+/// Reads `check --client-ip` as `lookup` reads an address: bare, in
+/// brackets, or with a port, which is dropped.
+fn parse_client_ip(text: &str) -> Result<IpAddr, String> {
+    match host_port::ip_with_port(text.trim()) {
+        Ok(Some((ip, _port))) => Ok(ip),
+        Ok(None) => Err(
+            "not an IP address; write an IPv4 or IPv6 address such as 192.0.2.7 or 2001:db8::1 (a port, as in 192.0.2.7:25 or [2001:db8::1]:25, is ignored)".into(),
+        ),
+        Err(error) => Err(format!(
+            "{error}; write the address without the port, such as 192.0.2.7"
+        )),
+    }
+}
+
+/// Reads `check --sender`: an address with or without angle brackets, or
+/// `<>` or an empty value for the null sender, which is returned as the
+/// empty text, as the milter stores the null sender of `MAIL FROM:<>`.
+fn parse_sender(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    let address = trimmed
+        .strip_prefix('<')
+        .and_then(|rest| rest.strip_suffix('>'))
+        .unwrap_or(trimmed);
+    if address.is_empty() || is_address_literal_sender(address) {
+        return Ok(address.to_string());
+    }
+    match normalize::email(address) {
+        Ok(_) => Ok(address.to_string()),
+        Err(error) => Err(format!(
+            "not an email address ({}); write the envelope sender as LOCAL@DOMAIN, such as bounce@example.com, or \"<>\" for the null sender",
+            error.reason
+        )),
+    }
+}
+
+/// Checks for `LOCAL@[IP]` or `LOCAL@[IPv6:IP]`, a sender whose domain is
+/// an address literal as RFC 5321 allows.
+fn is_address_literal_sender(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let Some(literal) = domain
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    else {
+        return false;
+    };
+    let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
+    !local.is_empty() && !local.contains(char::is_whitespace) && literal.parse::<IpAddr>().is_ok()
 }
 
 #[derive(Debug, Args)]
@@ -267,4 +332,89 @@ pub struct MatchesArgs {
     /// Read this match log instead of the configured one.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_forms() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let cases = [
+            ("192.0.2.7", v4),
+            ("192.0.2.7:25", v4),
+            (" 192.0.2.7 ", v4),
+            ("2001:db8::1", v6),
+            ("[2001:db8::1]", v6),
+            ("[2001:db8::1]:25", v6),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_client_ip(text), Ok(expected), "input {text:?}");
+        }
+    }
+
+    #[test]
+    fn client_ip_invalid() {
+        assert_eq!(
+            parse_client_ip("mail.example.net"),
+            Err("not an IP address; write an IPv4 or IPv6 address such as 192.0.2.7 or 2001:db8::1 (a port, as in 192.0.2.7:25 or [2001:db8::1]:25, is ignored)".to_string())
+        );
+        assert_eq!(
+            parse_client_ip("[2001:db8::1]:65536"),
+            Err("port 65536 is out of range (0 to 65535); write the address without the port, such as 192.0.2.7".to_string())
+        );
+    }
+
+    #[test]
+    fn sender_forms() {
+        let cases = [
+            ("bounce@example.com", "bounce@example.com"),
+            ("<Bounce@Example.com>", "Bounce@Example.com"),
+            (" <bounce@example.com> ", "bounce@example.com"),
+            ("<>", ""),
+            ("", ""),
+            ("postmaster@[192.0.2.1]", "postmaster@[192.0.2.1]"),
+            (
+                "postmaster@[IPv6:2001:db8::1]",
+                "postmaster@[IPv6:2001:db8::1]",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_sender(text),
+                Ok(expected.to_string()),
+                "input {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sender_invalid() {
+        let advice = "write the envelope sender as LOCAL@DOMAIN, such as bounce@example.com, or \"<>\" for the null sender";
+        let cases = [
+            ("bounce", "missing '@'"),
+            ("<bounce>", "missing '@'"),
+            (
+                "@example.com",
+                "the local part must have 1 to 64 characters and no white space",
+            ),
+            (
+                "bounce@exa mple.com",
+                "labels may contain only letters, digits, '-' and '_'",
+            ),
+            (
+                "bounce@[not-an-ip]",
+                "labels may contain only letters, digits, '-' and '_'",
+            ),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(
+                parse_sender(text),
+                Err(format!("not an email address ({reason}); {advice}")),
+                "input {text:?}"
+            );
+        }
+    }
 }

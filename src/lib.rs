@@ -15,6 +15,7 @@ pub mod control;
 pub mod engine;
 pub mod extract;
 pub mod feeds;
+pub mod host_port;
 pub mod index;
 pub mod matchlog;
 pub mod metrics;

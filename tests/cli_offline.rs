@@ -1,6 +1,7 @@
 //! `lookup` of networks and values with a port, and `check` of files that
-//! are not mail, as an administrator runs them: the binary against a text
-//! list source polled into a temporary state directory. No peers needed.
+//! are not mail and with an assumed client IP or sender, as an
+//! administrator runs them: the binary against a text list source polled
+//! into a temporary state directory. No peers needed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -158,10 +159,10 @@ fn lookup_network_json() {
     assert_eq!(found["value"], "203.0.113.0/24");
     assert_eq!(found["type"], "ip");
     assert_eq!(values(&found["matches"]), Vec::<String>::new());
+    // Single addresses are written as the text output writes them, without
+    // /32 or /128.
     let inside = values(&found["inside"]);
-    let expected: Vec<String> = (1..=50)
-        .map(|host| format!("203.0.113.{host}/32"))
-        .collect();
+    let expected: Vec<String> = (1..=50).map(|host| format!("203.0.113.{host}")).collect();
     assert_eq!(inside, expected);
     assert_eq!(found["inside_total"], 55);
     assert_eq!(found["inside"][0]["source"], "mylist");
@@ -171,7 +172,7 @@ fn lookup_network_json() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let found = json(&output);
     assert_eq!(values(&found["matches"]), ["2001:db8::/32"]);
-    assert_eq!(values(&found["inside"]), ["2001:db8:1::5/128"]);
+    assert_eq!(values(&found["inside"]), ["2001:db8:1::5"]);
     assert_eq!(found["inside_total"], 1);
 }
 
@@ -193,13 +194,55 @@ fn lookup_network_no_match() {
 #[test]
 fn lookup_network_invalid_prefix() {
     let setup = Setup::new();
-    let output = setup.run(&["lookup", "198.51.100.0/33"]);
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert_eq!(stdout(&output), "");
-    assert_eq!(
-        stderr(&output),
-        "ioc-milter: error: invalid IP address \"198.51.100.0/33\": expected an IPv4 or IPv6 address or a CIDR network such as 192.0.2.0/24\n"
-    );
+    let cases = [
+        (
+            "198.51.100.0/33",
+            "ioc-milter: error: invalid CIDR network \"198.51.100.0/33\": the prefix length 33 is longer than IPv4 allows (at most 32); write a prefix length from 0 to 32, or the address alone\n",
+        ),
+        (
+            "2001:db8::/129",
+            "ioc-milter: error: invalid CIDR network \"2001:db8::/129\": the prefix length 129 is longer than IPv6 allows (at most 128); write a prefix length from 0 to 128, or the address alone\n",
+        ),
+    ];
+    for (value, expected) in cases {
+        let output = setup.run(&["lookup", value]);
+        assert_eq!(output.status.code(), Some(2), "{value}: {output:?}");
+        assert_eq!(stdout(&output), "", "{value}");
+        assert_eq!(stderr(&output), expected, "{value}");
+    }
+}
+
+#[test]
+fn lookup_json_names_ignored_port() {
+    let setup = Setup::new();
+    let cases = [
+        (
+            "198.51.100.7:25",
+            serde_json::json!(25),
+            "198.51.100.7",
+            vec!["198.51.100.7", "198.51.100.0/24", "198.51.0.0/16"],
+        ),
+        (
+            "[2001:db8:1::5]:443",
+            serde_json::json!(443),
+            "2001:db8:1::5",
+            vec!["2001:db8:1::5", "2001:db8::/32"],
+        ),
+        (
+            "198.51.100.7",
+            serde_json::Value::Null,
+            "198.51.100.7",
+            vec!["198.51.100.7", "198.51.100.0/24", "198.51.0.0/16"],
+        ),
+    ];
+    for (value, port, looked_up, matches) in cases {
+        let output = setup.run(&["lookup", "--json", value]);
+        assert_eq!(output.status.code(), Some(1), "{value}: {output:?}");
+        let found = json(&output);
+        assert_eq!(found["ignored_port"], port, "{value}");
+        assert_eq!(found["value"], looked_up, "{value}");
+        assert_eq!(values(&found["matches"]), matches, "{value}");
+    }
 }
 
 #[test]
@@ -486,6 +529,111 @@ fn check_saved_attachment_hash() {
         )),
         "{text}"
     );
+}
+
+/// A message without a Received header or a listed address, so only the
+/// assumed client IP or sender can match.
+const CLEAN_MESSAGE: &str = "From: a@example.org\r\nSubject: s\r\n\r\nhello\r\n";
+
+#[test]
+fn check_client_ip_forms() {
+    let setup = Setup::new();
+    let path = setup.path("clean.eml");
+    std::fs::write(&path, CLEAN_MESSAGE).unwrap();
+    let name = path.to_str().unwrap();
+    let v4 = format!(
+        "{name}: reject, 3 match(es)\n\
+         \x20 ip 198.51.100.7 at connect matches 198.51.100.7 from mylist (id 198.51.100.7) -> reject\n\
+         \x20 ip 198.51.100.7 at connect matches 198.51.100.0/24 from mylist (id 198.51.100.0/24) -> reject\n\
+         \x20 ip 198.51.100.7 at connect matches 198.51.0.0/16 from mylist (id 198.51.0.0/16) -> reject\n"
+    );
+    let v6 = format!(
+        "{name}: reject, 2 match(es)\n\
+         \x20 ip 2001:db8:1::5 at connect matches 2001:db8:1::5 from mylist (id 2001:db8:1::5) -> reject\n\
+         \x20 ip 2001:db8:1::5 at connect matches 2001:db8::/32 from mylist (id 2001:db8::/32) -> reject\n"
+    );
+    let cases = [
+        ("198.51.100.7", &v4),
+        ("198.51.100.7:25", &v4),
+        ("2001:db8:1::5", &v6),
+        ("[2001:db8:1::5]", &v6),
+        ("[2001:db8:1::5]:25", &v6),
+    ];
+    for (client_ip, expected) in cases {
+        let output = setup.run(&["check", "--client-ip", client_ip, name]);
+        assert_eq!(output.status.code(), Some(1), "{client_ip}: {output:?}");
+        assert_eq!(&stdout(&output), expected, "{client_ip}");
+        assert_eq!(stderr(&output), "", "{client_ip}");
+    }
+}
+
+#[test]
+fn check_option_values_invalid() {
+    let setup = Setup::new();
+    let path = setup.path("clean.eml");
+    std::fs::write(&path, CLEAN_MESSAGE).unwrap();
+    let name = path.to_str().unwrap();
+    let cases = [
+        (
+            "--client-ip",
+            "mail.example.net",
+            "error: invalid value 'mail.example.net' for '--client-ip <IP>': not an IP address; write an IPv4 or IPv6 address such as 192.0.2.7 or 2001:db8::1 (a port, as in 192.0.2.7:25 or [2001:db8::1]:25, is ignored)\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            "--client-ip",
+            "192.0.2.7:70000",
+            "error: invalid value '192.0.2.7:70000' for '--client-ip <IP>': port 70000 is out of range (0 to 65535); write the address without the port, such as 192.0.2.7\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            "--sender",
+            "bounce",
+            "error: invalid value 'bounce' for '--sender <ADDRESS>': not an email address (missing '@'); write the envelope sender as LOCAL@DOMAIN, such as bounce@example.com, or \"<>\" for the null sender\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            "--sender",
+            "bounce@bad host",
+            "error: invalid value 'bounce@bad host' for '--sender <ADDRESS>': not an email address (labels may contain only letters, digits, '-' and '_'); write the envelope sender as LOCAL@DOMAIN, such as bounce@example.com, or \"<>\" for the null sender\n\nFor more information, try '--help'.\n",
+        ),
+    ];
+    for (option, value, expected) in cases {
+        let output = setup.run(&["check", option, value, name]);
+        assert_eq!(output.status.code(), Some(2), "{value}: {output:?}");
+        assert_eq!(stdout(&output), "", "{value}");
+        assert_eq!(stderr(&output), expected, "{value}");
+    }
+}
+
+#[test]
+fn check_sender_forms() {
+    let setup = Setup::new();
+    let path = setup.path("bounce.eml");
+    std::fs::write(
+        &path,
+        "From: a@example.org\r\nReturn-Path: <bounce@evil.example.net>\r\nSubject: s\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let name = path.to_str().unwrap();
+    let header_match = "  domain evil.example.net at header:Return-Path matches evil.example.net from mylist (id evil.example.net) -> reject\n";
+    let with_envelope = format!(
+        "{name}: reject, 2 match(es)\n\
+         \x20 domain evil.example.net at envelope-sender matches evil.example.net from mylist (id evil.example.net) -> reject\n\
+         {header_match}"
+    );
+    // The null sender replaces the Return-Path default, so only the header
+    // matches.
+    let null_sender = format!("{name}: reject, 1 match(es)\n{header_match}");
+    let cases = [
+        ("<>", &null_sender),
+        ("", &null_sender),
+        ("<Bounce@Evil.Example.net>", &with_envelope),
+        ("bounce@evil.example.net", &with_envelope),
+    ];
+    for (sender, expected) in cases {
+        let output = setup.run(&["check", "--sender", sender, name]);
+        assert_eq!(output.status.code(), Some(1), "{sender}: {output:?}");
+        assert_eq!(&stdout(&output), expected, "{sender}");
+        assert_eq!(stderr(&output), "", "{sender}");
+    }
 }
 
 #[test]

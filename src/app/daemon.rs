@@ -52,7 +52,7 @@ impl BindFailure {
             _ => "the status page",
         };
         if error.kind() == std::io::ErrorKind::AddrInUse {
-            let lister = if address.starts_with("unix:") {
+            let lister = if address.starts_with("unix:") || address.starts_with("local:") {
                 "ss -lxp"
             } else {
                 "ss -ltnp"
@@ -61,9 +61,17 @@ impl BindFailure {
                 "cannot listen on {address} for {purpose} ({key}): the address is in use by another process; stop that process (`{lister}` shows it), or {advice}"
             );
         }
-        if key == MILTER_LISTEN {
-            // The message of Listener::bind names the address already.
+        if key == MILTER_LISTEN && error.raw_os_error().is_none() {
+            // Listener::bind's own checks of a unix socket path name the
+            // path and what to do.
             return anyhow::Error::new(error);
+        }
+        if error.kind() == std::io::ErrorKind::NotFound {
+            // A bind fails with NotFound only for a unix socket whose
+            // directory does not exist.
+            return anyhow::anyhow!(
+                "cannot listen on {address} for {purpose} ({key}): {error}; create the socket's directory, or {advice}"
+            );
         }
         anyhow::anyhow!("cannot listen on {address} for {purpose} ({key}): {error}; {advice}")
     }
@@ -95,7 +103,7 @@ pub(super) async fn bind_listeners(config: &Config) -> Result<Listeners, BindFai
         .await
         .map_err(|error| BindFailure {
             key: MILTER_LISTEN,
-            address: config.milter.listen.to_string(),
+            address: config.milter.listen_as_written.clone(),
             error,
         })?;
     Ok(Listeners { milter, http })

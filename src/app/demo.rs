@@ -40,15 +40,16 @@ const DEMO_MESSAGES: [(&str, &str); 5] = [
     ),
 ];
 
-/// Runs the demo in `args.dir`. `config_argument` is the global `--config`,
-/// which the demo rejects because it always runs its embedded configuration.
-pub async fn run(args: DemoArgs, config_argument: Option<&Path>) -> Result<ExitCode> {
+/// Runs the demo in `args.dir`. The demo rejects the global `--config`
+/// because it always runs its embedded configuration.
+pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let dir = &args.dir;
     let config_path = dir.join("demo.toml");
-    if let Some(file) = config_argument {
+    if let Some(file) = &args.config {
         bail!(
-            "demo runs its embedded configuration, written to {demo}, and takes no --config; to serve the demo with an edited {demo}, run `ioc-milter --config {demo} run`, and to run {file}, run `ioc-milter --config {file} run`",
+            "demo takes no --config: it writes its embedded configuration to {demo} on every start and runs that. To serve the demo with other settings, {edit}. To run {file}, run `ioc-milter --config {file} run`",
             demo = config_path.display(),
+            edit = edit_advice(dir),
             file = file.display()
         );
     }
@@ -116,6 +117,22 @@ fn ensure_no_daemon(config: &Config, dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Returns how to serve the demo with edited settings. `demo` writes
+/// demo.toml anew on every start, so `run` serves the edited file. When the
+/// file does not exist yet, `demo --no-serve` writes it first.
+fn edit_advice(dir: &Path) -> String {
+    let config = dir.join("demo.toml");
+    let run = format!("ioc-milter --config {} run", config.display());
+    if config.exists() {
+        return format!("edit {} and run `{run}`", config.display());
+    }
+    format!(
+        "run `ioc-milter demo --dir {} --no-serve`, which writes {} (and loads the demo indicators), then edit it and run `{run}`",
+        dir.display(),
+        config.display()
+    )
 }
 
 /// Returns what to do when a port of the demo is in use.

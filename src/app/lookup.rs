@@ -12,6 +12,7 @@ use super::{offline_engine, open_feeds};
 use crate::cli::LookupArgs;
 use crate::config::Config;
 use crate::extract::{self, ObservableValue};
+use crate::host_port::{ip_with_port, split_port, PortOutOfRange};
 use crate::index::{normalize, IndicatorRef, NetworkLookup, Snapshot};
 
 /// The number of indicators inside a looked-up network that are listed
@@ -45,8 +46,11 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
     if text.contains("://") || text.contains('@') {
         return Ok(value(Query::Value(parse_lookup_value(text)?)));
     }
-    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(value(Query::Value(ip_value(ip))));
+    if let Some((ip, port)) = ip_with_port(text).map_err(|error| port_error(text, &error))? {
+        return Ok(ParsedQuery {
+            query: Query::Value(ip_value(ip)),
+            dropped_port: port,
+        });
     }
     if let Some(query) = parse_network(text)? {
         return Ok(value(query));
@@ -54,21 +58,22 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
     if let Some(url) = url_without_scheme(text) {
         return Ok(value(Query::Value(ObservableValue::Url(url))));
     }
-    if let Some((host, port)) = split_port(text)? {
-        let host_value = match host.parse::<IpAddr>() {
-            Ok(ip) => ip_value(ip),
-            Err(_) => ObservableValue::Domain(normalize::domain(host).map_err(|_| {
-                anyhow!(
-                    "cannot read {text:?}: {host:?} before the port is not an IP address or domain name"
-                )
-            })?),
-        };
+    if let Some((host, port)) = split_port(text).map_err(|error| port_error(text, &error))? {
+        let domain = normalize::domain(host).map_err(|_| {
+            anyhow!(
+                "cannot read {text:?}: {host:?} before the port is not an IP address or domain name"
+            )
+        })?;
         return Ok(ParsedQuery {
-            query: Query::Value(host_value),
+            query: Query::Value(ObservableValue::Domain(domain)),
             dropped_port: Some(port),
         });
     }
     Ok(value(Query::Value(parse_lookup_value(text)?)))
+}
+
+fn port_error(text: &str, error: &PortOutOfRange) -> anyhow::Error {
+    anyhow!("cannot read {text:?}: {error}. Look up the address or domain without the port")
 }
 
 /// Reads `HOST/PATH` (or `HOST:PORT/PATH`) as an `http://` URL, as the
@@ -95,7 +100,7 @@ fn ip_value(ip: IpAddr) -> ObservableValue {
 
 /// Reads `ADDRESS/PREFIX`. Returns `None` when the text before the slash
 /// is not an IP address or the text after it is not a number, and an error
-/// when the prefix length is invalid.
+/// when the prefix is longer than the address family allows.
 /// A host network (/32, /128) is the address itself.
 fn parse_network(text: &str) -> Result<Option<Query>> {
     let Some((addr, prefix)) = text.split_once('/') else {
@@ -103,36 +108,30 @@ fn parse_network(text: &str) -> Result<Option<Query>> {
     };
     // `192.0.2.7/admin/` is a URL without a scheme, not a network.
     let is_prefix = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit());
-    if !is_prefix || addr.trim_matches(['[', ']']).parse::<IpAddr>().is_err() {
+    let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() else {
         return Ok(None);
+    };
+    if !is_prefix {
+        return Ok(None);
+    }
+    let (family, max_prefix) = match ip {
+        IpAddr::V4(_) => ("IPv4", 32),
+        IpAddr::V6(_) => ("IPv6", 128),
+    };
+    // Digits too many for a u32 are a prefix far too long as well.
+    if prefix
+        .parse::<u32>()
+        .map_or(true, |length| length > max_prefix)
+    {
+        bail!(
+            "invalid CIDR network {text:?}: the prefix length {prefix} is longer than {family} allows (at most {max_prefix}); write a prefix length from 0 to {max_prefix}, or the address alone"
+        );
     }
     let network = normalize::ip_or_network(text)?;
     if network.prefix_len() == network.max_prefix_len() {
         return Ok(Some(Query::Value(ObservableValue::Ip(network.addr()))));
     }
     Ok(Some(Query::Network(network)))
-}
-
-/// Splits `HOST:PORT` or `[IPV6]:PORT`. Returns `None` when the text has no
-/// port in that form: several colons without brackets are an IPv6
-/// address, and a part after the colon that is not digits is no port.
-fn split_port(text: &str) -> Result<Option<(&str, u16)>> {
-    let split = match text.strip_prefix('[') {
-        Some(rest) => rest.split_once("]:"),
-        None => text.split_once(':').filter(|(_, port)| !port.contains(':')),
-    };
-    let Some((host, port)) = split else {
-        return Ok(None);
-    };
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(None);
-    }
-    match port.parse::<u16>() {
-        Ok(number) => Ok(Some((host, number))),
-        Err(_) => bail!(
-            "cannot read {text:?}: port {port} is out of range (0 to 65535). Look up the address or domain without the port"
-        ),
-    }
 }
 
 /// Reads a lookup value as the observable type it looks like.
@@ -191,7 +190,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
 
     let mut any_match = false;
     for value in &values {
-        any_match |= lookup_value(&index, value, args.json);
+        any_match |= lookup_value(&index, value, parsed.dropped_port, args.json);
     }
     Ok(exit_code(any_match))
 }
@@ -205,7 +204,14 @@ fn exit_code(any_match: bool) -> ExitCode {
 }
 
 /// Prints the indicators that match `value` and returns whether any does.
-fn lookup_value(index: &Snapshot, value: &ObservableValue, as_json: bool) -> bool {
+/// `ignored_port` is the port dropped from the value as given, which the
+/// JSON output names (the text output prints a note on standard error).
+fn lookup_value(
+    index: &Snapshot,
+    value: &ObservableValue,
+    ignored_port: Option<u16>,
+    as_json: bool,
+) -> bool {
     let found = index.lookup(value);
     if as_json {
         println!(
@@ -213,13 +219,27 @@ fn lookup_value(index: &Snapshot, value: &ObservableValue, as_json: bool) -> boo
             json!({
                 "value": value.to_string(),
                 "type": value.kind(),
-                "matches": found,
+                "ignored_port": ignored_port,
+                "matches": indicators_json(&found),
             })
         );
     } else {
         print_lookup(value, &found);
     }
     !found.is_empty()
+}
+
+/// Converts indicators to JSON with each value written as the text output
+/// writes it, so a single address has no `/32` or `/128`.
+fn indicators_json(found: &[IndicatorRef]) -> Vec<serde_json::Value> {
+    found
+        .iter()
+        .map(|indicator| {
+            let mut entry = json!(indicator);
+            entry["value"]["value"] = json!(indicator.value.to_string());
+            entry
+        })
+        .collect()
 }
 
 fn print_lookup(value: &ObservableValue, found: &[IndicatorRef]) {
@@ -261,8 +281,8 @@ fn print_network_lookup(network: IpNet, found: &NetworkLookup, as_json: bool) {
             json!({
                 "value": network.to_string(),
                 "type": "ip",
-                "matches": found.containing,
-                "inside": found.inside,
+                "matches": indicators_json(&found.containing),
+                "inside": indicators_json(&found.inside),
                 "inside_total": found.inside_total,
             })
         );
@@ -376,12 +396,32 @@ mod tests {
     }
 
     #[test]
-    fn query_invalid_prefix() {
-        let error = parse_query("198.51.100.0/33").unwrap_err();
-        assert_eq!(
-            format!("{error:#}"),
-            "invalid IP address \"198.51.100.0/33\": expected an IPv4 or IPv6 address or a CIDR network such as 192.0.2.0/24"
-        );
+    fn query_prefix_too_long() {
+        let cases = [
+            (
+                "198.51.100.0/33",
+                "invalid CIDR network \"198.51.100.0/33\": the prefix length 33 is longer than IPv4 allows (at most 32); write a prefix length from 0 to 32, or the address alone",
+            ),
+            (
+                "2001:db8::/129",
+                "invalid CIDR network \"2001:db8::/129\": the prefix length 129 is longer than IPv6 allows (at most 128); write a prefix length from 0 to 128, or the address alone",
+            ),
+            (
+                "::ffff:198.51.100.0/129",
+                "invalid CIDR network \"::ffff:198.51.100.0/129\": the prefix length 129 is longer than IPv6 allows (at most 128); write a prefix length from 0 to 128, or the address alone",
+            ),
+            (
+                "192.0.2.0/99999999999",
+                "invalid CIDR network \"192.0.2.0/99999999999\": the prefix length 99999999999 is longer than IPv4 allows (at most 32); write a prefix length from 0 to 32, or the address alone",
+            ),
+        ];
+        for (input, expected) in cases {
+            let error = parse_query(input).unwrap_err();
+            assert_eq!(format!("{error:#}"), expected, "input {input}");
+        }
+        // The longest prefixes allowed are host networks.
+        assert!(parse_query("198.51.100.0/32").is_ok());
+        assert!(parse_query("2001:db8::/128").is_ok());
     }
 
     #[test]
@@ -401,6 +441,11 @@ mod tests {
                 "Evil.Example.net:8080",
                 ObservableValue::Domain("evil.example.net".into()),
                 8080,
+            ),
+            (
+                "[::ffff:192.0.2.7]:25",
+                ObservableValue::Ip("192.0.2.7".parse().unwrap()),
+                25,
             ),
         ];
         for (input, expected, port) in cases {

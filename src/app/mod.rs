@@ -53,7 +53,7 @@ pub fn try_main(cli: Cli) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Demo(args) => runtime.block_on(demo::run(args, cli.config.as_deref())),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Discover(args) => runtime.block_on(feeds_cli::discover(args)),
         command => {
             // check-config prints the warnings itself; logging them as

@@ -13,7 +13,13 @@ use chrono::{DateTime, Utc};
 
 pub fn check_config(config: &Config) -> Result<ExitCode> {
     println!("{}: configuration is valid", config.path.display());
-    println!("  milter listen: {}", config.milter.listen);
+    println!("  milter listen: {}", config.milter.listen_as_written);
+    match config.http.listen {
+        Some(address) => println!(
+            "  http listen: {address} (status page http://{address}/, metrics http://{address}/metrics)"
+        ),
+        None => println!("  http listen: off (no status page or metrics endpoint)"),
+    }
     println!("  state directory: {}", config.state.directory.display());
     println!("  match log: {}", config.match_log.path.display());
     let policy = &config.policy;

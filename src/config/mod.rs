@@ -65,6 +65,10 @@ impl fmt::Display for ListenAddr {
 #[derive(Debug, Clone)]
 pub struct MilterConfig {
     pub listen: ListenAddr,
+    /// `listen` as the configuration file writes it, for messages that
+    /// quote it: Sendmail's `inet:PORT@HOST` and `local:PATH` display as
+    /// `inet:HOST:PORT` and `unix:PATH` in `listen`.
+    pub listen_as_written: String,
     /// Time allowed to judge one message at end of message before the
     /// fallback verdict is given.
     pub judge_timeout: Duration,

@@ -119,6 +119,70 @@ fn unix_and_sendmail_listen_forms() {
         config.milter.listen,
         ListenAddr::Inet("127.0.0.1:8894".parse().unwrap())
     );
+    assert_eq!(config.milter.listen_as_written, "inet:8894@127.0.0.1");
+    let config = parse_text("[milter]\nlisten = \"local:/run/ioc-milter/milter.sock\"\n").unwrap();
+    assert_eq!(
+        config.milter.listen,
+        ListenAddr::Unix("/run/ioc-milter/milter.sock".into())
+    );
+    assert_eq!(
+        config.milter.listen_as_written,
+        "local:/run/ioc-milter/milter.sock"
+    );
+    let config = parse_text("[milter]\nlisten = \"inet:localhost:8894\"\n").unwrap();
+    assert_eq!(
+        config.milter.listen,
+        ListenAddr::Inet("127.0.0.1:8894".parse().unwrap())
+    );
+    let config = parse_text("").unwrap();
+    assert_eq!(config.milter.listen_as_written, "inet:127.0.0.1:8894");
+}
+
+#[test]
+fn listen_port_out_of_range() {
+    let cases = [
+        (
+            "[milter]\nlisten = \"inet:127.0.0.1:70000\"\n",
+            "milter.listen",
+            "invalid address \"inet:127.0.0.1:70000\": port 70000 is out of range (0 to 65535); write a port in that range, such as \"inet:127.0.0.1:8894\"",
+        ),
+        (
+            "[milter]\nlisten = \"inet:70000@127.0.0.1\"\n",
+            "milter.listen",
+            "invalid address \"inet:70000@127.0.0.1\": port 70000 is out of range (0 to 65535); write a port in that range, such as \"inet:8894@127.0.0.1\"",
+        ),
+        (
+            "[milter]\nlisten = \"inet6:[::1]:65536\"\n",
+            "milter.listen",
+            "invalid address \"inet6:[::1]:65536\": port 65536 is out of range (0 to 65535); write a port in that range, such as \"inet:127.0.0.1:8894\"",
+        ),
+        (
+            "[milter]\nlisten = \"inet:localhost:99999\"\n",
+            "milter.listen",
+            "invalid address \"inet:localhost:99999\": port 99999 is out of range (0 to 65535); write a port in that range, such as \"inet:127.0.0.1:8894\"",
+        ),
+        (
+            "[http]\nlisten = \"127.0.0.1:70000\"\n",
+            "http.listen",
+            "invalid address \"127.0.0.1:70000\": port 70000 is out of range (0 to 65535); write a port in that range, such as \"127.0.0.1:8895\", or \"off\"",
+        ),
+        (
+            "[http]\nlisten = \"[::1]:70000\"\n",
+            "http.listen",
+            "invalid address \"[::1]:70000\": port 70000 is out of range (0 to 65535); write a port in that range, such as \"127.0.0.1:8895\", or \"off\"",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let error = error_of(text);
+        assert_eq!(error.key, key, "{text}");
+        assert_eq!(error.message, message, "{text}");
+    }
+    // A port that is no number keeps the message that shows the form.
+    let error = error_of("[milter]\nlisten = \"inet:127.0.0.1:smtp\"\n");
+    assert_eq!(
+        error.message,
+        "invalid address \"inet:127.0.0.1:smtp\"; write \"inet:HOST:PORT\" (e.g. \"inet:127.0.0.1:8894\") or \"unix:/PATH\""
+    );
 }
 
 #[test]

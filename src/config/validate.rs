@@ -13,6 +13,7 @@ use super::{
     SourceKind, StateConfig, Taxii11Source, Taxii21Source,
 };
 use crate::extract::Limits;
+use crate::host_port::split_port;
 use crate::index::IndicatorType;
 use crate::policy::{Action, PolicyConfig};
 
@@ -256,6 +257,7 @@ impl Validator {
         };
         Ok(MilterConfig {
             listen,
+            listen_as_written: listen_text,
             judge_timeout: self.duration(
                 "milter.judge_timeout",
                 raw.judge_timeout.as_deref(),
@@ -302,11 +304,15 @@ impl Validator {
         if text == "off" {
             return Ok(HttpConfig { listen: None, auth });
         }
-        let address: SocketAddr = text.parse().map_err(|_| {
-            self.error(
+        let address: SocketAddr = text.parse().map_err(|_| match split_port(&text) {
+            Err(error) => self.error(
+                "http.listen",
+                format!("invalid address {text:?}: {error}; write a port in that range, such as \"127.0.0.1:8895\", or \"off\""),
+            ),
+            Ok(_) => self.error(
                 "http.listen",
                 format!("invalid address {text:?}; write \"HOST:PORT\" such as \"127.0.0.1:8895\", or \"off\""),
-            )
+            ),
         })?;
         if !address.ip().is_loopback() && !raw.allow_remote.unwrap_or(false) {
             return Err(self.error(
@@ -377,6 +383,7 @@ impl Validator {
     }
 
     fn listen(&self, text: &str) -> Result<ListenAddr, ConfigError> {
+        const SENDMAIL_EXAMPLE: &str = "inet:8894@127.0.0.1";
         let invalid = || {
             self.error(
                 "milter.listen",
@@ -399,19 +406,26 @@ impl Validator {
             .or_else(|| text.strip_prefix("inet6:"))
             .ok_or_else(invalid)?;
         // Sendmail spells it PORT@HOST.
-        let rest = match rest.split_once('@') {
-            Some((port, host)) if host.contains(':') => format!("[{host}]:{port}"),
-            Some((port, host)) => format!("{host}:{port}"),
-            None => rest.to_string(),
+        let (rest, example) = match rest.split_once('@') {
+            Some((port, host)) if host.contains(':') => {
+                (format!("[{host}]:{port}"), SENDMAIL_EXAMPLE)
+            }
+            Some((port, host)) => (format!("{host}:{port}"), SENDMAIL_EXAMPLE),
+            None => (rest.to_string(), "inet:127.0.0.1:8894"),
         };
         if let Ok(addr) = rest.parse::<SocketAddr>() {
             return Ok(ListenAddr::Inet(addr));
         }
-        if let Some(port) = rest.strip_prefix("localhost:") {
-            let port: u16 = port.parse().map_err(|_| invalid())?;
-            return Ok(ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], port))));
+        match split_port(&rest) {
+            Ok(Some(("localhost", port))) => {
+                Ok(ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], port))))
+            }
+            Ok(_) => Err(invalid()),
+            Err(error) => Err(self.error(
+                "milter.listen",
+                format!("invalid address {text:?}: {error}; write a port in that range, such as \"{example}\""),
+            )),
         }
-        Err(invalid())
     }
 
     fn action(&self, key: &str, text: Option<&str>) -> Result<Option<Action>, ConfigError> {

@@ -82,25 +82,18 @@ impl Listener {
     /// Binds `addr`. For a unix socket, a stale socket file at the path is
     /// removed first (any other kind of file, or a socket still in use, is
     /// an error), and the new socket gets `socket_mode`.
+    ///
+    /// A failed bind call returns the system's error unchanged, without the
+    /// address, so that the caller can name the address as its user wrote
+    /// it. The other errors name the path.
     pub async fn bind(addr: &ListenAddr, socket_mode: u32) -> io::Result<Listener> {
         match addr {
             ListenAddr::Inet(socket_addr) => {
-                let listener = TcpListener::bind(socket_addr).await.map_err(|error| {
-                    io::Error::new(
-                        error.kind(),
-                        format!("cannot listen on {addr}: {error}; check milter.listen"),
-                    )
-                })?;
-                Ok(Listener::Tcp(listener))
+                Ok(Listener::Tcp(TcpListener::bind(socket_addr).await?))
             }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
-                let listener = UnixListener::bind(path).map_err(|error| {
-                    io::Error::new(
-                        error.kind(),
-                        format!("cannot listen on {addr}: {error}; check milter.listen"),
-                    )
-                })?;
+                let listener = UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))
                     .map_err(|error| {
                         io::Error::new(
