@@ -12,18 +12,19 @@
 //! are ciphertext), streams with filters other than `/FlateDecode`, and
 //! relative links resolved against a `/Base`.
 
+mod filters;
+mod syntax;
+
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
-use miniz_oxide::inflate::decompress_to_vec_zlib_with_limit;
+
+use filters::Filter;
+use syntax::Parser;
 
 /// Link strings longer than this are skipped, as in the text scanner.
 const MAX_URI_LEN: usize = 8 * 1024;
-
-/// Maximum bytes of a literal string that are read. An escape takes up to
-/// four bytes for one byte of the string.
-const MAX_LITERAL_SCAN: usize = 4 * MAX_URI_LEN;
 
 /// How far around an `/ObjStm` name its dictionary is looked for.
 const DICTIONARY_WINDOW: usize = 2048;
@@ -36,12 +37,12 @@ const MAX_OBJECT_STREAMS: usize = 256;
 static KEYS: LazyLock<AhoCorasick> =
     LazyLock::new(|| AhoCorasick::new(["/URI", "/ObjStm"]).expect("fixed patterns build"));
 
-/// Bounds of the decompression of one PDF. Each limit that is hit is passed
-/// to `hit` by its `Limits` field name.
+/// Bounds of the decoding of one PDF. Each limit that is hit is passed to
+/// `hit` by its `Limits` field name.
 pub(crate) struct Budget<'h> {
-    /// Maximum bytes decompressed from one object stream.
+    /// Maximum bytes decoded from one object stream by one filter.
     pub max_stream_bytes: usize,
-    /// Decompressed bytes left for the whole message.
+    /// Decoded bytes left for the whole message.
     pub bytes_left: usize,
     pub hit: &'h mut dyn FnMut(&'static str),
 }
@@ -79,16 +80,16 @@ pub(crate) fn link_targets(
         if at < previous_end {
             continue;
         }
-        let Some((data, end)) = flate_stream_after(bytes, at) else {
+        let Some(stream) = object_stream_at(bytes, at) else {
             continue;
         };
-        previous_end = end;
-        let Some(inflated) = inflate(data, budget) else {
+        previous_end = stream.end;
+        let Some(decoded) = filters::decode(&stream.filters, stream.data, budget) else {
             continue;
         };
-        for found in KEYS.find_iter(&inflated) {
+        for found in KEYS.find_iter(&decoded) {
             if found.pattern().as_usize() == 0 {
-                if let Some(target) = string_after(&inflated, found.end()) {
+                if let Some(target) = string_after(&decoded, found.end()) {
                     emit(target)?;
                 }
             }
@@ -97,46 +98,35 @@ pub(crate) fn link_targets(
     ControlFlow::Continue(())
 }
 
-/// Decompresses one object stream within `budget`. A stream cut short or
-/// damaged gives what could be decompressed, as PDF readers do.
-fn inflate(data: &[u8], budget: &mut Budget<'_>) -> Option<Vec<u8>> {
-    if budget.bytes_left == 0 {
-        (budget.hit)("max_archive_bytes");
-        return None;
-    }
-    let limit = budget.max_stream_bytes.min(budget.bytes_left);
-    let out = match decompress_to_vec_zlib_with_limit(data, limit) {
-        Ok(out) => out,
-        Err(error) => {
-            if error.output.len() >= limit {
-                (budget.hit)(if limit == budget.max_stream_bytes {
-                    "max_archive_member_bytes"
-                } else {
-                    "max_archive_bytes"
-                });
-            }
-            error.output
-        }
-    };
-    budget.bytes_left -= out.len();
-    Some(out)
+/// An object stream (`/Type /ObjStm`) whose filters the scanner decodes.
+struct ObjectStream<'a> {
+    filters: Vec<Filter>,
+    /// The stream data, still encoded.
+    data: &'a [u8],
+    /// Offset in the file where the data ends.
+    end: usize,
 }
 
-/// Returns the data of the Flate-compressed stream whose dictionary contains
-/// the `/ObjStm` name at `at`, and the offset where the data ends. Returns
-/// `None` when the dictionary names another filter or no stream follows.
-fn flate_stream_after(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+/// Reads the object stream whose dictionary contains the `/ObjStm` name at
+/// `at`. Returns `None` when the dictionary is damaged, is not that of an
+/// object stream, names a filter that is not decoded, or no stream follows.
+fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
     let window_start = at.saturating_sub(DICTIONARY_WINDOW);
-    let dictionary_start =
-        find_last(&bytes[window_start..at], b"obj").map_or(window_start, |p| window_start + p);
-    let window_end = bytes.len().min(at + DICTIONARY_WINDOW);
-    let keyword = at + find(&bytes[at..window_end], b"stream")?;
-    let dictionary = &bytes[dictionary_start..keyword];
-    if find(dictionary, b"/FlateDecode").is_none()
-        || ["/ASCII85Decode", "/ASCIIHexDecode", "/LZWDecode", "/Crypt"]
-            .iter()
-            .any(|filter| find(dictionary, filter.as_bytes()).is_some())
-    {
+    let before = bytes.get(window_start..at)?;
+    let dictionary_start = match find_last(before, b"obj") {
+        Some(header) => header + find(before.get(header..)?, b"<<")?,
+        None => find_last(before, b"<<")?,
+    };
+    let window_end = bytes.len().min(at.saturating_add(DICTIONARY_WINDOW));
+    let mut parser = Parser::new(bytes.get(..window_end)?, window_start + dictionary_start);
+    let dictionary = parser.dictionary()?;
+    if dictionary.name(b"Type") != Some(b"ObjStm") {
+        return None;
+    }
+    let filters = filters::chain(&dictionary)?;
+    parser.skip_white();
+    let keyword = parser.position();
+    if !bytes.get(keyword..)?.starts_with(b"stream") {
         return None;
     }
     let mut start = keyword + b"stream".len();
@@ -147,8 +137,34 @@ fn flate_stream_after(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
         start += 1;
     }
     let rest = bytes.get(start..)?;
-    let end = find(rest, b"endstream").unwrap_or(rest.len());
-    Some((&rest[..end], start + end))
+    let length = declared_length(&dictionary, rest).unwrap_or_else(|| {
+        let end = find(rest, b"endstream").unwrap_or(rest.len());
+        let data = &rest[..end];
+        let data = data.strip_suffix(b"\n").unwrap_or(data);
+        let data = data.strip_suffix(b"\r").unwrap_or(data);
+        data.len()
+    });
+    Some(ObjectStream {
+        filters,
+        data: rest.get(..length)?,
+        end: start + length,
+    })
+}
+
+/// Returns the `/Length` of a stream whose data starts `rest` when it is a
+/// direct integer and `endstream` follows the data, after white space.
+fn declared_length(dictionary: &syntax::Dictionary, rest: &[u8]) -> Option<usize> {
+    let length = usize::try_from(dictionary.integer(b"Length")?).ok()?;
+    let after = rest.get(length..)?;
+    let white = after
+        .iter()
+        .take(32)
+        .take_while(|b| syntax::is_white(**b))
+        .count();
+    after
+        .get(white..)?
+        .starts_with(b"endstream")
+        .then_some(length)
 }
 
 /// Reads the string that follows a `/URI` key ending at `at`. Returns
@@ -156,104 +172,22 @@ fn flate_stream_after(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
 /// string.
 fn string_after(bytes: &[u8], at: usize) -> Option<String> {
     let mut position = at;
-    while bytes.get(position).is_some_and(|b| is_white(*b)) {
+    while bytes.get(position).is_some_and(|b| syntax::is_white(*b)) {
         position += 1;
     }
-    let raw = match bytes.get(position)? {
-        b'(' => literal_string(bytes.get(position + 1..)?)?,
-        b'<' if bytes.get(position + 1) != Some(&b'<') => hex_string(bytes.get(position + 1..)?)?,
+    let (raw, _) = match bytes.get(position)? {
+        b'(' => syntax::literal_string(bytes.get(position + 1..)?)?,
+        b'<' if bytes.get(position + 1) != Some(&b'<') => {
+            syntax::hex_string(bytes.get(position + 1..)?)?
+        }
         _ => return None,
     };
+    if raw.len() > MAX_URI_LEN {
+        return None;
+    }
     let text = String::from_utf8_lossy(&raw);
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
-}
-
-/// Decodes a literal string whose opening parenthesis was just read.
-fn literal_string(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut depth = 1usize;
-    let mut position = 0;
-    while position < MAX_LITERAL_SCAN {
-        let byte = *bytes.get(position)?;
-        position += 1;
-        match byte {
-            b'(' => {
-                depth += 1;
-                out.push(byte);
-            }
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return (out.len() <= MAX_URI_LEN).then_some(out);
-                }
-                out.push(byte);
-            }
-            b'\\' => {
-                let next = *bytes.get(position)?;
-                position += 1;
-                match next {
-                    b'n' => out.push(b'\n'),
-                    b'r' => out.push(b'\r'),
-                    b't' => out.push(b'\t'),
-                    b'b' => out.push(0x08),
-                    b'f' => out.push(0x0c),
-                    b'0'..=b'7' => {
-                        let mut value = u32::from(next - b'0');
-                        for _ in 0..2 {
-                            match bytes.get(position) {
-                                Some(digit @ b'0'..=b'7') => {
-                                    value = value * 8 + u32::from(digit - b'0');
-                                    position += 1;
-                                }
-                                _ => break,
-                            }
-                        }
-                        out.push((value & 0xff) as u8);
-                    }
-                    // A backslash at a line end continues the string.
-                    b'\r' => {
-                        if bytes.get(position) == Some(&b'\n') {
-                            position += 1;
-                        }
-                    }
-                    b'\n' => {}
-                    other => out.push(other),
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    None
-}
-
-/// Decodes a hexadecimal string whose opening `<` was just read. White
-/// space is ignored and a missing last digit counts as 0.
-fn hex_string(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut high: Option<u8> = None;
-    for &byte in bytes.iter().take(MAX_URI_LEN * 2 + 64) {
-        if byte == b'>' {
-            if let Some(high) = high {
-                out.push(high << 4);
-            }
-            return Some(out);
-        }
-        if is_white(byte) {
-            continue;
-        }
-        let digit = (byte as char).to_digit(16)? as u8;
-        match high.take() {
-            Some(value) => out.push(value << 4 | digit),
-            None => high = Some(digit),
-        }
-    }
-    None
-}
-
-/// PDF white space: NUL, tab, line feed, form feed, carriage return, space.
-fn is_white(byte: u8) -> bool {
-    matches!(byte, 0 | b'\t' | b'\n' | 0x0c | b'\r' | b' ')
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -288,17 +222,51 @@ mod tests {
     /// `objects`. Repeated filler follows the objects, so the compressed
     /// bytes do not contain their text as written.
     fn with_object_stream(objects: &str) -> Vec<u8> {
+        with_stream("/FlateDecode", &packed(objects))
+    }
+
+    /// Compresses `objects` and repeated filler with zlib.
+    fn packed(objects: &str) -> Vec<u8> {
         let text = format!("{objects}\n{}", "0 0 0 RG 0 0 0 rg\n".repeat(64));
         let packed = miniz_oxide::deflate::compress_to_vec_zlib(text.as_bytes(), 9);
         assert_eq!(find(&packed, b"/URI"), None);
+        packed
+    }
+
+    /// Builds a PDF with one object stream, object 5, whose encoded data is
+    /// `data` and whose `/Filter` value is `filter`.
+    fn with_stream(filter: &str, data: &[u8]) -> Vec<u8> {
         let mut pdf = format!(
-            "%PDF-1.6\n5 0 obj\n<< /Type /ObjStm /N 1 /First 5 /Filter /FlateDecode /Length {} >>\nstream\r\n",
-            packed.len()
+            "%PDF-1.6\n5 0 obj\n<< /Type /ObjStm /N 1 /First 5 /Filter {filter} /Length {} >>\nstream\r\n",
+            data.len()
         )
         .into_bytes();
-        pdf.extend_from_slice(&packed);
+        pdf.extend_from_slice(data);
         pdf.extend_from_slice(b"\r\nendstream\nendobj\n%%EOF\n");
         pdf
+    }
+
+    /// Encodes `data` in base 85 with the `~>` end marker, four zero bytes
+    /// as `z`.
+    fn ascii85_encode(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in data.chunks(4) {
+            let mut word = [0u8; 4];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let mut value = u32::from_be_bytes(word);
+            if chunk.len() == 4 && value == 0 {
+                out.push(b'z');
+                continue;
+            }
+            let mut digits = [0u8; 5];
+            for digit in digits.iter_mut().rev() {
+                *digit = (value % 85) as u8 + b'!';
+                value /= 85;
+            }
+            out.extend_from_slice(&digits[..chunk.len() + 1]);
+        }
+        out.extend_from_slice(b"~>");
+        out
     }
 
     #[test]
@@ -344,7 +312,7 @@ mod tests {
         assert!(targets(long.as_bytes()).is_empty());
         let continued = format!(
             "%PDF-1.4\n<< /URI ({}http://a.example.com/) >>",
-            "\\\n".repeat(MAX_URI_LEN * 2)
+            "\\\n".repeat(syntax::MAX_STRING_LEN * 2)
         );
         assert!(targets(continued.as_bytes()).is_empty());
     }
@@ -470,13 +438,127 @@ mod tests {
     }
 
     #[test]
-    fn other_filters_not_inflated() {
-        let mut pdf = with_object_stream("1 0\n<< /URI (https://c2-two.example.net/) >>");
-        let at = find(&pdf, b"/Filter").unwrap();
-        pdf.splice(
-            at..at,
-            b"/Filter [/ASCII85Decode /FlateDecode] ".iter().copied(),
+    fn ascii85_flate_chain() {
+        let data = ascii85_encode(&packed(
+            "1 0\n<< /S /URI /URI (https://c2-two.example.net/a85) >>",
+        ));
+        for filter in ["[/ASCII85Decode /FlateDecode]", "[/A85 /Fl]"] {
+            assert_eq!(
+                targets(&with_stream(filter, &data)),
+                ["https://c2-two.example.net/a85"],
+                "{filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn ascii_hex_streams() {
+        let objects = "1 0\n<< /S /URI /URI (https://c2-two.example.net/hex) >>";
+        let alone = hex::encode(objects.as_bytes()) + ">";
+        assert_eq!(
+            targets(&with_stream("/ASCIIHexDecode", alone.as_bytes())),
+            ["https://c2-two.example.net/hex"]
         );
+        let chained = hex::encode_upper(packed(objects)) + ">";
+        assert_eq!(
+            targets(&with_stream("[/AHx /Fl]", chained.as_bytes())),
+            ["https://c2-two.example.net/hex"]
+        );
+        // An ASCII85 stream of plain text, as a chain of one.
+        let text = ascii85_encode(objects.as_bytes());
+        assert_eq!(
+            targets(&with_stream("[/ASCII85Decode]", &text)),
+            ["https://c2-two.example.net/hex"]
+        );
+    }
+
+    #[test]
+    fn other_filters_not_decoded() {
+        let data = packed("1 0\n<< /URI (https://c2-two.example.net/) >>");
+        for filter in [
+            "/LZWDecode",
+            "[/FlateDecode /DCTDecode]",
+            "[/Crypt /FlateDecode]",
+            "[]",
+            "[/Fl /Fl /Fl /Fl /Fl]",
+        ] {
+            assert!(targets(&with_stream(filter, &data)).is_empty(), "{filter}");
+        }
+    }
+
+    #[test]
+    fn object_stream_type_checked() {
+        // `/ObjStm` as the value of another key is not an object stream.
+        let data = packed("1 0\n<< /URI (https://c2-two.example.net/) >>");
+        let mut pdf = with_stream("/FlateDecode", &data);
+        let at = find(&pdf, b"/Type /ObjStm").unwrap();
+        pdf.splice(at..at + 13, b"/Type /XObject /Note /ObjStm".iter().copied());
         assert!(targets(&pdf).is_empty());
+    }
+
+    #[test]
+    fn filter_chain_budget() {
+        let data = hex::encode(packed(&format!(
+            "1 0\n<< /URI (https://c2-two.example.net/) >>{}",
+            " ".repeat(4000)
+        )));
+        let pdf = with_stream("[/AHx /Fl]", data.as_bytes());
+        let packed_len = data.len() / 2;
+
+        // The ASCIIHex output fits, the Flate output is cut at 100 bytes.
+        let mut hits = Vec::new();
+        let mut record = |name: &'static str| hits.push(name);
+        let mut budget = Budget {
+            max_stream_bytes: 100,
+            bytes_left: 1 << 20,
+            hit: &mut record,
+        };
+        let mut found = Vec::new();
+        let _ = link_targets(&pdf, &mut budget, &mut |target| {
+            found.push(target);
+            ControlFlow::Continue(())
+        });
+        assert!(packed_len < 100, "{packed_len}");
+        assert_eq!(found, ["https://c2-two.example.net/"]);
+        assert_eq!(budget.bytes_left, (1 << 20) - packed_len - 100);
+        assert_eq!(hits, ["max_archive_member_bytes"]);
+
+        // The message budget ends 10 bytes into the Flate output.
+        let mut hits = Vec::new();
+        let mut record = |name: &'static str| hits.push(name);
+        let mut budget = Budget {
+            max_stream_bytes: 1 << 20,
+            bytes_left: packed_len + 10,
+            hit: &mut record,
+        };
+        let mut found = Vec::new();
+        let _ = link_targets(&pdf, &mut budget, &mut |target| {
+            found.push(target);
+            ControlFlow::Continue(())
+        });
+        assert!(found.is_empty());
+        assert_eq!(budget.bytes_left, 0);
+        assert_eq!(hits, ["max_archive_bytes"]);
+
+        // No budget left before the first filter.
+        let mut hits = Vec::new();
+        let mut record = |name: &'static str| hits.push(name);
+        let mut budget = Budget {
+            max_stream_bytes: 1 << 20,
+            bytes_left: 0,
+            hit: &mut record,
+        };
+        let _ = link_targets(&pdf, &mut budget, &mut |_| ControlFlow::Continue(()));
+        assert_eq!(hits, ["max_archive_bytes"]);
+    }
+
+    #[test]
+    fn stream_length_or_endstream() {
+        // A wrong `/Length` falls back to the `endstream` keyword.
+        let data = packed("1 0\n<< /URI (https://c2-two.example.net/len) >>");
+        let mut pdf = with_stream("/FlateDecode", &data);
+        let at = find(&pdf, b"/Length ").unwrap() + b"/Length ".len();
+        pdf.splice(at..at, b"9".iter().copied());
+        assert_eq!(targets(&pdf), ["https://c2-two.example.net/len"]);
     }
 }
