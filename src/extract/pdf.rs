@@ -4,13 +4,20 @@
 //! attached PDF, as an annotation whose action opens a URL
 //! (`<< /S /URI /URI (https://...) >>`). The scanner reads the string after
 //! each `/URI` key, both in the file as written and inside the object
-//! streams (`/Type /ObjStm`, Flate-compressed) where PDF 1.5 and later keep
-//! most objects. A string is a literal `( ... )` string, with its escapes
-//! and nested parentheses, or a hexadecimal `< ... >` string.
+//! streams (`/Type /ObjStm`) where PDF 1.5 and later keep most objects.
+//! A string is a literal `( ... )` string, with its escapes and nested
+//! parentheses, or a hexadecimal `< ... >` string.
+//!
+//! Object streams are decoded through chains of the `/FlateDecode`,
+//! `/ASCIIHexDecode` and `/ASCII85Decode` filters. A relative target is
+//! resolved against the `/Base` of the document's URI dictionary
+//! (`/URI << /Base (...) >>` in the catalog). Without a base it is passed
+//! as written, so `www.example.com/path` still counts as a link.
 //!
 //! Not read: the text drawn on the pages, encrypted files (their strings
-//! are ciphertext), streams with filters other than `/FlateDecode`, and
-//! relative links resolved against a `/Base`.
+//! are ciphertext), and streams with other filters (LZW, DCT, ...). Flate
+//! predictors (`/Predictor` in `/DecodeParms`) are not undone, so a link
+//! in a stream that uses one is usually missed.
 
 mod filters;
 mod syntax;
@@ -32,6 +39,13 @@ const DICTIONARY_WINDOW: usize = 2048;
 /// Maximum object streams read per PDF. The cap bounds the dictionary
 /// searches in a file that repeats the `/ObjStm` name.
 const MAX_OBJECT_STREAMS: usize = 256;
+
+/// Maximum URI dictionaries parsed per PDF in search of a `/Base`.
+const MAX_URI_DICTIONARIES: usize = 16;
+
+/// Maximum relative targets held back until the end of the file, for a
+/// `/Base` found after them. Later ones are passed as written.
+const MAX_PENDING_TARGETS: usize = 256;
 
 /// The two names the scanner stops at.
 static KEYS: LazyLock<AhoCorasick> =
@@ -55,20 +69,26 @@ pub(crate) fn is_pdf(bytes: &[u8]) -> bool {
 }
 
 /// Passes each link target of the PDF `bytes` to `emit`, in file order,
-/// the targets in object streams after those written plainly. Stops when
-/// `emit` breaks. A target may be passed twice (a compressor may leave
-/// text as written), so the caller removes repeats.
+/// the targets in object streams after those written plainly. A relative
+/// target read before the document's base URL is resolved later, and one
+/// in a document without a base is passed as written, at the end. Stops
+/// when `emit` breaks. A target may be passed twice (a compressor may
+/// leave text as written), so the caller removes repeats.
 pub(crate) fn link_targets(
     bytes: &[u8],
     budget: &mut Budget<'_>,
     emit: &mut dyn FnMut(String) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
+    let mut links = Links {
+        emit,
+        base: None,
+        pending: Vec::new(),
+        dictionaries_left: MAX_URI_DICTIONARIES,
+    };
     let mut streams = Vec::new();
     for found in KEYS.find_iter(bytes) {
         if found.pattern().as_usize() == 0 {
-            if let Some(target) = string_after(bytes, found.end()) {
-                emit(target)?;
-            }
+            links.read_value(bytes, found.end())?;
         } else {
             streams.push(found.start());
         }
@@ -89,13 +109,109 @@ pub(crate) fn link_targets(
         };
         for found in KEYS.find_iter(&decoded) {
             if found.pattern().as_usize() == 0 {
-                if let Some(target) = string_after(&decoded, found.end()) {
-                    emit(target)?;
-                }
+                links.read_value(&decoded, found.end())?;
             }
         }
     }
-    ControlFlow::Continue(())
+    links.finish()
+}
+
+/// Link targets on their way to `emit`, and the base URL that relative
+/// targets resolve against.
+struct Links<'e> {
+    emit: &'e mut dyn FnMut(String) -> ControlFlow<()>,
+    /// The `/Base` of the document's URI dictionary (`/URI << /Base (...)
+    /// >>` in the catalog), the first one found.
+    base: Option<url::Url>,
+    /// Relative targets read before a base was found.
+    pending: Vec<String>,
+    /// URI dictionaries that may still be parsed in search of a base.
+    dictionaries_left: usize,
+}
+
+impl Links<'_> {
+    /// Reads the value of the `/URI` key that ends at `at`: a link target,
+    /// or the URI dictionary of the catalog.
+    fn read_value(&mut self, bytes: &[u8], at: usize) -> ControlFlow<()> {
+        let white = bytes
+            .get(at..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| syntax::is_white(**b))
+            .count();
+        let position = at + white;
+        if bytes
+            .get(position..)
+            .is_some_and(|rest| rest.starts_with(b"<<"))
+        {
+            self.read_base(bytes, position);
+            return ControlFlow::Continue(());
+        }
+        match string_at(bytes, position) {
+            Some(target) => self.pass(target),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Takes the `/Base` of the URI dictionary at `position` when no base
+    /// was found yet and it is an absolute URL.
+    fn read_base(&mut self, bytes: &[u8], position: usize) {
+        if self.base.is_some() || self.dictionaries_left == 0 {
+            return;
+        }
+        self.dictionaries_left -= 1;
+        let window_end = bytes.len().min(position.saturating_add(DICTIONARY_WINDOW));
+        let Some(dictionary) = Parser::new(&bytes[..window_end], position).dictionary() else {
+            return;
+        };
+        let Some(text) = dictionary.string(b"Base").and_then(text_of) else {
+            return;
+        };
+        if let Ok(base) = url::Url::parse(&text) {
+            if !base.cannot_be_a_base() {
+                self.base = Some(base);
+            }
+        }
+    }
+
+    fn pass(&mut self, target: String) -> ControlFlow<()> {
+        if !matches!(
+            url::Url::parse(&target),
+            Err(url::ParseError::RelativeUrlWithoutBase)
+        ) {
+            return (self.emit)(target);
+        }
+        match &self.base {
+            Some(base) => (self.emit)(resolve(base, target)),
+            None if self.pending.len() < MAX_PENDING_TARGETS => {
+                self.pending.push(target);
+                ControlFlow::Continue(())
+            }
+            // NOTE: a base found after this point is not applied to it.
+            None => (self.emit)(target),
+        }
+    }
+
+    /// Passes the relative targets that were held back for a base.
+    fn finish(self) -> ControlFlow<()> {
+        for target in self.pending {
+            let target = match &self.base {
+                Some(base) => resolve(base, target),
+                None => target,
+            };
+            (self.emit)(target)?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Resolves a relative target against `base`, or returns it as written
+/// when the two do not join.
+fn resolve(base: &url::Url, target: String) -> String {
+    match base.join(&target) {
+        Ok(joined) => joined.into(),
+        Err(_) => target,
+    }
 }
 
 /// An object stream (`/Type /ObjStm`) whose filters the scanner decodes.
@@ -167,14 +283,9 @@ fn declared_length(dictionary: &syntax::Dictionary, rest: &[u8]) -> Option<usize
         .then_some(length)
 }
 
-/// Reads the string that follows a `/URI` key ending at `at`. Returns
-/// `None` for the `/URI` action type name and for anything that is not a
-/// string.
-fn string_after(bytes: &[u8], at: usize) -> Option<String> {
-    let mut position = at;
-    while bytes.get(position).is_some_and(|b| syntax::is_white(*b)) {
-        position += 1;
-    }
+/// Reads the link string at `position`. Returns `None` for the `/URI`
+/// action type name and for anything that is not a string.
+fn string_at(bytes: &[u8], position: usize) -> Option<String> {
     let (raw, _) = match bytes.get(position)? {
         b'(' => syntax::literal_string(bytes.get(position + 1..)?)?,
         b'<' if bytes.get(position + 1) != Some(&b'<') => {
@@ -182,10 +293,16 @@ fn string_after(bytes: &[u8], at: usize) -> Option<String> {
         }
         _ => return None,
     };
+    text_of(&raw)
+}
+
+/// Returns a link string as text without surrounding white space, or
+/// `None` when it is empty or longer than `MAX_URI_LEN`.
+fn text_of(raw: &[u8]) -> Option<String> {
     if raw.len() > MAX_URI_LEN {
         return None;
     }
-    let text = String::from_utf8_lossy(&raw);
+    let text = String::from_utf8_lossy(raw);
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
 }
@@ -560,5 +677,89 @@ mod tests {
         let at = find(&pdf, b"/Length ").unwrap() + b"/Length ".len();
         pdf.splice(at..at, b"9".iter().copied());
         assert_eq!(targets(&pdf), ["https://c2-two.example.net/len"]);
+    }
+
+    const CATALOG: &str =
+        "1 0 obj\n<< /Type /Catalog /Pages 2 0 R /URI << /Base (https://files.example.com/share/) >> >>\nendobj\n";
+
+    const ANNOTATIONS: &str = "4 0 obj\n<< /S /URI /URI (login.php?id=7) >>\nendobj\n\
+        5 0 obj\n<< /S /URI /URI (https://www.example.net/help) >>\nendobj\n\
+        6 0 obj\n<< /S /URI /URI (../pay/index.html) >>\nendobj\n";
+
+    #[test]
+    fn base_before_targets() {
+        let pdf = format!("%PDF-1.4\n{CATALOG}{ANNOTATIONS}");
+        assert_eq!(
+            targets(pdf.as_bytes()),
+            [
+                "https://files.example.com/share/login.php?id=7",
+                "https://www.example.net/help",
+                "https://files.example.com/pay/index.html"
+            ]
+        );
+    }
+
+    #[test]
+    fn base_after_targets() {
+        let pdf = format!("%PDF-1.4\n{ANNOTATIONS}{CATALOG}");
+        assert_eq!(
+            targets(pdf.as_bytes()),
+            [
+                "https://www.example.net/help",
+                "https://files.example.com/share/login.php?id=7",
+                "https://files.example.com/pay/index.html"
+            ]
+        );
+    }
+
+    #[test]
+    fn base_in_object_stream() {
+        let catalog = "1 0\n<< /Type /Catalog /URI << /Base <68747470733A2F2F66696C65732E6578616D706C652E636F6D2F> >> >>";
+        let mut pdf = with_stream("/FlateDecode", &packed(catalog));
+        pdf.extend_from_slice(ANNOTATIONS.as_bytes());
+        assert_eq!(
+            targets(&pdf),
+            [
+                "https://www.example.net/help",
+                "https://files.example.com/login.php?id=7",
+                "https://files.example.com/pay/index.html"
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_without_base() {
+        // Without a usable base, relative targets are passed as written,
+        // after the others.
+        for catalog in [
+            "",
+            "1 0 obj << /URI << /Base (files/share/) >> >> endobj\n",
+            "1 0 obj << /URI << /Base (mailto:help@example.com) >> >> endobj\n",
+            "1 0 obj << /URI << /Base /NotAString >> >> endobj\n",
+        ] {
+            let pdf = format!(
+                "%PDF-1.4\n{catalog}{ANNOTATIONS}7 0 obj << /URI (www.example.org/start) >> endobj\n"
+            );
+            assert_eq!(
+                targets(pdf.as_bytes()),
+                [
+                    "https://www.example.net/help",
+                    "login.php?id=7",
+                    "../pay/index.html",
+                    "www.example.org/start"
+                ],
+                "{catalog}"
+            );
+        }
+    }
+
+    #[test]
+    fn first_base_wins() {
+        let second = CATALOG.replace("files.example.com", "other.example.net");
+        let pdf = format!("%PDF-1.4\n{CATALOG}{second}{ANNOTATIONS}");
+        assert_eq!(
+            targets(pdf.as_bytes())[0],
+            "https://files.example.com/share/login.php?id=7"
+        );
     }
 }

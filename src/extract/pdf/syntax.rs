@@ -59,6 +59,13 @@ impl Dictionary {
             _ => None,
         }
     }
+
+    pub(super) fn string(&self, key: &[u8]) -> Option<&[u8]> {
+        match self.get(key)? {
+            Object::String(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
 }
 
 /// Reads direct objects from `bytes`, starting at an offset.
