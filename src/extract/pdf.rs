@@ -14,11 +14,17 @@
 //! (`/URI << /Base (...) >>` in the catalog). Without a base it is passed
 //! as written, so `www.example.com/path` still counts as a link.
 //!
-//! Not read: the text drawn on the pages, encrypted files (their strings
-//! are ciphertext), and streams with other filters (LZW, DCT, ...). Flate
-//! predictors (`/Predictor` in `/DecodeParms`) are not undone, so a link
-//! in a stream that uses one is usually missed.
+//! Encrypted files that open without a password (the standard security
+//! handler with an empty user password, RC4, AES-128 or AES-256) are
+//! decrypted: strings with the key of the object that contains them, and
+//! object streams as a whole. See [`crypt`].
+//!
+//! Not read: the text drawn on the pages, files that need a password or
+//! another security handler, and streams with other filters (LZW, DCT,
+//! Crypt, ...). Flate predictors (`/Predictor` in `/DecodeParms`) are not
+//! undone, so a link in a stream that uses one is usually missed.
 
+mod crypt;
 mod filters;
 mod syntax;
 
@@ -27,6 +33,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
 
+use crypt::{Decryptor, Security};
 use filters::Filter;
 use syntax::Parser;
 
@@ -79,16 +86,23 @@ pub(crate) fn link_targets(
     budget: &mut Budget<'_>,
     emit: &mut dyn FnMut(String) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
+    let security = crypt::security(bytes);
+    let decryptor = match &security {
+        Security::Plain => None,
+        Security::Decrypt(decryptor) => Some(decryptor),
+        Security::Unreadable => return ControlFlow::Continue(()),
+    };
     let mut links = Links {
         emit,
         base: None,
         pending: Vec::new(),
         dictionaries_left: MAX_URI_DICTIONARIES,
+        objects: crypt::ObjectTracker::default(),
     };
     let mut streams = Vec::new();
     for found in KEYS.find_iter(bytes) {
         if found.pattern().as_usize() == 0 {
-            links.read_value(bytes, found.end())?;
+            links.read_value(bytes, found.end(), decryptor)?;
         } else {
             streams.push(found.start());
         }
@@ -104,12 +118,27 @@ pub(crate) fn link_targets(
             continue;
         };
         previous_end = stream.end;
-        let Some(decoded) = filters::decode(&stream.filters, stream.data, budget) else {
+        let decrypted;
+        let data = match decryptor {
+            None => stream.data,
+            Some(decryptor) => {
+                let Some(object) = stream.object else {
+                    continue;
+                };
+                let Some(plain) = decryptor.stream(object, stream.data) else {
+                    continue;
+                };
+                decrypted = plain;
+                &decrypted
+            }
+        };
+        let Some(decoded) = filters::decode(&stream.filters, data, budget) else {
             continue;
         };
+        // The objects in an object stream are not encrypted on their own.
         for found in KEYS.find_iter(&decoded) {
             if found.pattern().as_usize() == 0 {
-                links.read_value(&decoded, found.end())?;
+                links.read_value(&decoded, found.end(), None)?;
             }
         }
     }
@@ -127,12 +156,20 @@ struct Links<'e> {
     pending: Vec<String>,
     /// URI dictionaries that may still be parsed in search of a base.
     dictionaries_left: usize,
+    /// The objects around the strings of an encrypted file.
+    objects: crypt::ObjectTracker,
 }
 
 impl Links<'_> {
     /// Reads the value of the `/URI` key that ends at `at`: a link target,
-    /// or the URI dictionary of the catalog.
-    fn read_value(&mut self, bytes: &[u8], at: usize) -> ControlFlow<()> {
+    /// or the URI dictionary of the catalog. Strings are decrypted with
+    /// `decryptor` when it is given.
+    fn read_value(
+        &mut self,
+        bytes: &[u8],
+        at: usize,
+        decryptor: Option<&Decryptor>,
+    ) -> ControlFlow<()> {
         let white = bytes
             .get(at..)
             .unwrap_or_default()
@@ -144,10 +181,13 @@ impl Links<'_> {
             .get(position..)
             .is_some_and(|rest| rest.starts_with(b"<<"))
         {
-            self.read_base(bytes, position);
+            self.read_base(bytes, position, decryptor);
             return ControlFlow::Continue(());
         }
-        match string_at(bytes, position) {
+        let target = string_at(bytes, position)
+            .and_then(|raw| self.decrypt_string(bytes, position, raw, decryptor))
+            .and_then(|raw| text_of(&raw));
+        match target {
             Some(target) => self.pass(target),
             None => ControlFlow::Continue(()),
         }
@@ -155,7 +195,7 @@ impl Links<'_> {
 
     /// Takes the `/Base` of the URI dictionary at `position` when no base
     /// was found yet and it is an absolute URL.
-    fn read_base(&mut self, bytes: &[u8], position: usize) {
+    fn read_base(&mut self, bytes: &[u8], position: usize, decryptor: Option<&Decryptor>) {
         if self.base.is_some() || self.dictionaries_left == 0 {
             return;
         }
@@ -164,13 +204,32 @@ impl Links<'_> {
         let Some(dictionary) = Parser::new(&bytes[..window_end], position).dictionary() else {
             return;
         };
-        let Some(text) = dictionary.string(b"Base").and_then(text_of) else {
+        let Some(text) = dictionary
+            .string(b"Base")
+            .and_then(|raw| self.decrypt_string(bytes, position, raw.to_vec(), decryptor))
+            .and_then(|raw| text_of(&raw))
+        else {
             return;
         };
         if let Ok(base) = url::Url::parse(&text) {
             if !base.cannot_be_a_base() {
                 self.base = Some(base);
             }
+        }
+    }
+
+    /// Decrypts a string read at `position` in the file with the key of the
+    /// object that contains it, or returns it as it is without `decryptor`.
+    fn decrypt_string(
+        &mut self,
+        bytes: &[u8],
+        position: usize,
+        raw: Vec<u8>,
+        decryptor: Option<&Decryptor>,
+    ) -> Option<Vec<u8>> {
+        match decryptor {
+            None => Some(raw),
+            Some(decryptor) => decryptor.string(self.objects.object_at(bytes, position)?, &raw),
         }
     }
 
@@ -216,6 +275,8 @@ fn resolve(base: &url::Url, target: String) -> String {
 
 /// An object stream (`/Type /ObjStm`) whose filters the scanner decodes.
 struct ObjectStream<'a> {
+    /// Number and generation from the `N G obj` header, when it was read.
+    object: Option<(u32, u16)>,
     filters: Vec<Filter>,
     /// The stream data, still encoded.
     data: &'a [u8],
@@ -229,9 +290,12 @@ struct ObjectStream<'a> {
 fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
     let window_start = at.saturating_sub(DICTIONARY_WINDOW);
     let before = bytes.get(window_start..at)?;
-    let dictionary_start = match find_last(before, b"obj") {
-        Some(header) => header + find(before.get(header..)?, b"<<")?,
-        None => find_last(before, b"<<")?,
+    let (object, dictionary_start) = match find_last(before, b"obj") {
+        Some(keyword) => (
+            crypt::object_header_before(bytes, window_start + keyword),
+            keyword + find(before.get(keyword..)?, b"<<")?,
+        ),
+        None => (None, find_last(before, b"<<")?),
     };
     let window_end = bytes.len().min(at.saturating_add(DICTIONARY_WINDOW));
     let mut parser = Parser::new(bytes.get(..window_end)?, window_start + dictionary_start);
@@ -261,6 +325,7 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
         data.len()
     });
     Some(ObjectStream {
+        object,
         filters,
         data: rest.get(..length)?,
         end: start + length,
@@ -285,7 +350,7 @@ fn declared_length(dictionary: &syntax::Dictionary, rest: &[u8]) -> Option<usize
 
 /// Reads the link string at `position`. Returns `None` for the `/URI`
 /// action type name and for anything that is not a string.
-fn string_at(bytes: &[u8], position: usize) -> Option<String> {
+fn string_at(bytes: &[u8], position: usize) -> Option<Vec<u8>> {
     let (raw, _) = match bytes.get(position)? {
         b'(' => syntax::literal_string(bytes.get(position + 1..)?)?,
         b'<' if bytes.get(position + 1) != Some(&b'<') => {
@@ -293,7 +358,7 @@ fn string_at(bytes: &[u8], position: usize) -> Option<String> {
         }
         _ => return None,
     };
-    text_of(&raw)
+    Some(raw)
 }
 
 /// Returns a link string as text without surrounding white space, or
@@ -761,5 +826,405 @@ mod tests {
             targets(pdf.as_bytes())[0],
             "https://files.example.com/share/login.php?id=7"
         );
+    }
+
+    /// Values that qpdf 11.3.0 wrote for object 4 of a small test file with
+    /// `qpdf --encrypt "" owner BITS`, for 40, 128 (AES) and 256 bits, the
+    /// last with `--force-R5` too.
+    const QPDF_FILES: [(&str, &str, &str, &str); 4] = [
+        (
+            "b5b6b95c8426309f02548415f632017b02dae2f29529d58d5c3c809525f9348702bd9c191247df6515f5ecb0",
+            "/Filter /Standard /Length 40 /O <c92422687facee686e373f10b5c7d04738053152f7e2ee30e11c69ec442576ab> \
+             /P -4 /R 2 /U <adf9953815148ff19e1e82f9fabb89719cd0570a4743c56c728c4a9639909e0e> /V 1",
+            "a69d3efa24caf5b22ff0a7cfb2a6c039",
+            "RC4 40-bit",
+        ),
+        (
+            "87da43b509c06ddeef461fc18d86b1193c56857b24130fbaf85e83b517c1d0764ff8eab0454e3d9a316bd52b0c5a93cc11b58a70bb7d5c908b050c45c0a9b7a0",
+            "/CF << /StdCF << /AuthEvent /DocOpen /CFM /AESV2 /Length 16 >> >> /Filter /Standard /Length 128 \
+             /O <566fa873ee33c797cd3b904fdadf814afa34df9a38f6ed41b984e2c6da2aa6f5> /P -4 /R 4 /StmF /StdCF /StrF /StdCF \
+             /U <c67740fabcdc53a103afde17a63072680122456a91bae5134273a6db134c87c4> /V 4",
+            "5a5df7c9ff767e2b2bd798c1ffe7cf1d",
+            "AES-128",
+        ),
+        (
+            "ffbfa3c5591ee0f32637c173fe630542595a15549204903add513b11aec68d20deb7e01b37a9e96da218871cf358199c70fa06e5ffc2f43e3b48e8ccf6fe367c",
+            "/CF << /StdCF << /AuthEvent /DocOpen /CFM /AESV3 /Length 32 >> >> /Filter /Standard /Length 256 \
+             /O <36315e93eed213f7e2f2cfaad68a72e49a6a6ade4988fc9769ef89bfbd3793463022ea4a7923f2c1c4c8de813eac5607> \
+             /OE <bab0de036364092752dbdddb70d572dd207b7c21bd78f212cfd57e32437c12b0> /P -4 \
+             /Perms <746b63ed2dc5751b9af9c48d5a950d28> /R 6 /StmF /StdCF /StrF /StdCF \
+             /U <0cda04323eb43e70ed4a2b9acf472d6b61112de37d51f7602cd5ee2875b43f872ac23bf17d74a4122858e274ee0dfae5> \
+             /UE <cc6508f66adbf6fcdf61b55e237f36eed5f1c6197e95540757a904d373aabb04> /V 5",
+            "b54536e3e19ae865204c1f02e0a9204f",
+            "AES-256",
+        ),
+        (
+            "5f08db3b3154a1b0b9de0cc73c1bc159ac7f418e49729d2b47578d5b9167142437fcd35cfc6ed61ca3c7221eaa4bf75a7e5dbfc97cd061269b9c846f6cdc454f",
+            "/CF << /StdCF << /AuthEvent /DocOpen /CFM /AESV3 /Length 32 >> >> /Filter /Standard /Length 256 \
+             /O <4b2d4d6dc117852313917163180a283c5bc415d1b44ee4f826e157ed2b171af39d87c580b184ba428c1db8190a6700ba> \
+             /OE <b5a7d1e56467bc4f79df46bd35265901ef3bae6c8ba256f4c109973cf3e919bd> /P -4 \
+             /Perms <70e10d42e84d5a3e12f42b0151c75ae6> /R 5 /StmF /StdCF /StrF /StdCF \
+             /U <64a64ebcb8bbd8421ebddffbec146c73b267cfdadc81b764bbfeb333f5ab5915d16eea854ae156308dabde1cc0a02936> \
+             /UE <aef7d5d34d75109c039d21ca331413a34f096d2f188d437ad3fa319cb4e02e0e> /V 5",
+            "2728ab5132ef66f2d73330996f35d15b",
+            "AES-256 revision 5",
+        ),
+    ];
+
+    #[test]
+    fn qpdf_encrypted_files() {
+        for (ciphertext, encrypt, id, name) in QPDF_FILES {
+            let pdf = format!(
+                "%PDF-1.7\n4 0 obj\n<< /A << /S /URI /URI <{ciphertext}> >> /Subtype /Link /Type /Annot >>\nendobj\n\
+                 6 0 obj\n<< {encrypt} >>\nendobj\n\
+                 trailer << /Root 1 0 R /Size 7 /ID [<{id}><{id}>] /Encrypt 6 0 R >>\n%%EOF\n"
+            );
+            assert_eq!(
+                targets(pdf.as_bytes()),
+                ["https://phish-login.example.org/verify?id=42"],
+                "{name}"
+            );
+        }
+    }
+
+    /// How a test file is encrypted.
+    #[derive(Clone, Copy, Debug)]
+    enum Scheme {
+        /// RC4 with a key of this many bytes, revision 2 or 3.
+        Rc4 { bytes: usize, revision: i64 },
+        /// AES-128 crypt filters, revision 4.
+        Aes128,
+        /// AES-256 crypt filters, revision 6.
+        Aes256,
+    }
+
+    const OWNER: [u8; 32] = [0x5a; 32];
+    const PERMISSIONS: i32 = -3904;
+    const ID: [u8; 16] = *b"test-document-id";
+    const IV: [u8; 16] = *b"fixed-iv-for-aes";
+
+    /// Writes the encryption dictionary of `scheme` for the empty user
+    /// password and returns it with the file key.
+    fn encryption(scheme: Scheme) -> (String, Vec<u8>) {
+        match scheme {
+            Scheme::Rc4 { bytes, revision } => {
+                let key = md5_file_key(bytes, revision);
+                let user = rc4_user_entry(&key, revision);
+                let dictionary = format!(
+                    "/Filter /Standard /V {} /R {revision} /Length {} /O <{}> /U <{}> /P {PERMISSIONS}",
+                    if bytes == 5 { 1 } else { 2 },
+                    bytes * 8,
+                    hex::encode(OWNER),
+                    hex::encode(user)
+                );
+                (dictionary, key)
+            }
+            Scheme::Aes128 => {
+                let key = md5_file_key(16, 4);
+                let user = rc4_user_entry(&key, 4);
+                let dictionary = format!(
+                    "/Filter /Standard /V 4 /R 4 /Length 128 /CF << /StdCF << /CFM /AESV2 /AuthEvent /DocOpen >> >> \
+                     /StmF /StdCF /StrF /StdCF /O <{}> /U <{}> /P {PERMISSIONS}",
+                    hex::encode(OWNER),
+                    hex::encode(user)
+                );
+                (dictionary, key)
+            }
+            Scheme::Aes256 => {
+                let key = vec![0x42u8; 32];
+                let validation_salt = *b"v-salt-1";
+                let key_salt = *b"k-salt-2";
+                let mut user = crypt::hardened_hash(b"", &validation_salt, b"").to_vec();
+                user.extend_from_slice(&validation_salt);
+                user.extend_from_slice(&key_salt);
+                let intermediate = crypt::hardened_hash(b"", &key_salt, b"");
+                let user_key = aes_cbc_encrypt(&intermediate, &[0; 16], &key, false);
+                let dictionary = format!(
+                    "/Filter /Standard /V 5 /R 6 /Length 256 /CF << /StdCF << /CFM /AESV3 >> >> \
+                     /StmF /StdCF /StrF /StdCF /O <{}> /U <{}> /UE <{}> /P {PERMISSIONS}",
+                    hex::encode([OWNER, OWNER].concat()),
+                    hex::encode(user),
+                    hex::encode(&user_key[16..])
+                );
+                (dictionary, key)
+            }
+        }
+    }
+
+    fn md5_file_key(bytes: usize, revision: i64) -> Vec<u8> {
+        use md5::{Digest, Md5};
+        let mut input = crypt::PASSWORD_PADDING.to_vec();
+        input.extend_from_slice(&OWNER);
+        input.extend_from_slice(&PERMISSIONS.to_le_bytes());
+        input.extend_from_slice(&ID);
+        let mut digest = Md5::digest(&input).to_vec();
+        if revision >= 3 {
+            for _ in 0..50 {
+                digest = Md5::digest(&digest[..bytes]).to_vec();
+            }
+        }
+        digest.truncate(bytes);
+        digest
+    }
+
+    fn rc4_user_entry(key: &[u8], revision: i64) -> Vec<u8> {
+        use md5::{Digest, Md5};
+        if revision == 2 {
+            let mut user = crypt::PASSWORD_PADDING.to_vec();
+            crypt::rc4(key, &mut user).unwrap();
+            return user;
+        }
+        let mut user = Md5::digest([&crypt::PASSWORD_PADDING[..], &ID].concat()).to_vec();
+        for round in 0..20u8 {
+            let round_key: Vec<u8> = key.iter().map(|byte| byte ^ round).collect();
+            crypt::rc4(&round_key, &mut user).unwrap();
+        }
+        user.extend_from_slice(&[0; 16]);
+        user
+    }
+
+    /// Encrypts with AES-CBC under `key` (16 or 32 bytes) and returns the
+    /// initialization vector followed by the ciphertext, with PKCS #7
+    /// padding when `pad` is set.
+    fn aes_cbc_encrypt(key: &[u8], iv: &[u8; 16], data: &[u8], pad: bool) -> Vec<u8> {
+        use aes::cipher::generic_array::GenericArray;
+        use aes::cipher::{BlockEncrypt, KeyInit};
+        let mut out = data.to_vec();
+        if pad {
+            let padding = 16 - data.len() % 16;
+            out.extend(std::iter::repeat_n(padding as u8, padding));
+        }
+        let mut previous = *iv;
+        for block in out.chunks_exact_mut(16) {
+            for (byte, chain) in block.iter_mut().zip(previous) {
+                *byte ^= chain;
+            }
+            let block = GenericArray::from_mut_slice(block);
+            match key.len() {
+                16 => aes::Aes128::new(GenericArray::from_slice(key)).encrypt_block(block),
+                _ => aes::Aes256::new(GenericArray::from_slice(key)).encrypt_block(block),
+            }
+            previous.copy_from_slice(block);
+        }
+        [&iv[..], &out].concat()
+    }
+
+    /// Encrypts a string or stream of object `number` (generation 0).
+    fn encrypt(scheme: Scheme, key: &[u8], number: u32, data: &[u8]) -> Vec<u8> {
+        use md5::{Digest, Md5};
+        let object_key = |salt: &[u8]| {
+            let input = [key, &number.to_le_bytes()[..3], &[0, 0], salt].concat();
+            let digest = Md5::digest(&input);
+            digest[..(key.len() + 5).min(16)].to_vec()
+        };
+        match scheme {
+            Scheme::Rc4 { .. } => {
+                let mut out = data.to_vec();
+                crypt::rc4(&object_key(b""), &mut out).unwrap();
+                out
+            }
+            Scheme::Aes128 => aes_cbc_encrypt(&object_key(b"sAlT"), &IV, data, true),
+            Scheme::Aes256 => aes_cbc_encrypt(key, &IV, data, true),
+        }
+    }
+
+    /// Builds an encrypted PDF: a catalog with a `/Base`, two link
+    /// annotations, one relative, and an ASCII85 and Flate object stream
+    /// with a third link.
+    fn encrypted_pdf(scheme: Scheme) -> Vec<u8> {
+        let (dictionary, key) = encryption(scheme);
+        let string =
+            |number: u32, text: &str| hex::encode(encrypt(scheme, &key, number, text.as_bytes()));
+        // Encryption applies to the stream data as stored, after the
+        // filters encoded it.
+        let stream = encrypt(
+            scheme,
+            &key,
+            8,
+            &ascii85_encode(&packed(
+                "9 0\n<< /S /URI /URI (https://c2-two.example.net/in-stream) >>",
+            )),
+        );
+        let mut pdf = format!(
+            "%PDF-1.7\n1 0 obj\n<< /Type /Catalog /URI << /Base <{}> >> >>\nendobj\n\
+             4 0 obj\n<< /A << /S /URI /URI <{}> >> >>\nendobj\n\
+             5 0 obj\n<< /A << /S /URI /URI <{}> >> >>\nendobj\n\
+             8 0 obj\n<< /Type /ObjStm /N 1 /First 4 /Filter [/A85 /Fl] /Length {} >>\nstream\n",
+            string(1, "https://files.example.com/share/"),
+            string(4, "https://phish-login.example.org/verify?id=42"),
+            string(5, "login/index.php"),
+            stream.len()
+        )
+        .into_bytes();
+        pdf.extend_from_slice(&stream);
+        pdf.extend_from_slice(
+            format!(
+                "\nendstream\nendobj\n6 0 obj\n<< {dictionary} >>\nendobj\n\
+                 trailer\n<< /Root 1 0 R /ID [<{id}> <{id}>] /Encrypt 6 0 R >>\n%%EOF\n",
+                id = hex::encode(ID)
+            )
+            .as_bytes(),
+        );
+        pdf
+    }
+
+    const ENCRYPTED_TARGETS: [&str; 3] = [
+        "https://phish-login.example.org/verify?id=42",
+        "https://files.example.com/share/login/index.php",
+        "https://c2-two.example.net/in-stream",
+    ];
+
+    #[test]
+    fn encrypted_with_empty_password() {
+        for scheme in [
+            Scheme::Rc4 {
+                bytes: 5,
+                revision: 2,
+            },
+            Scheme::Rc4 {
+                bytes: 5,
+                revision: 3,
+            },
+            Scheme::Rc4 {
+                bytes: 16,
+                revision: 3,
+            },
+            Scheme::Rc4 {
+                bytes: 7,
+                revision: 3,
+            },
+            Scheme::Aes128,
+            Scheme::Aes256,
+        ] {
+            let pdf = encrypted_pdf(scheme);
+            assert_eq!(find(&pdf, b"example"), None, "{scheme:?}");
+            assert_eq!(targets(&pdf), ENCRYPTED_TARGETS, "{scheme:?}");
+        }
+    }
+
+    /// Replaces the first `from` in `pdf` with `to`.
+    fn replaced(pdf: &[u8], from: &str, to: &str) -> Vec<u8> {
+        let at = find(pdf, from.as_bytes()).unwrap();
+        [&pdf[..at], to.as_bytes(), &pdf[at + from.len()..]].concat()
+    }
+
+    #[test]
+    fn encryption_dictionary_inline() {
+        // The dictionary written in the trailer instead of object 6.
+        let pdf = encrypted_pdf(Scheme::Aes128);
+        let start = find(&pdf, b"6 0 obj\n<< ").unwrap() + "6 0 obj\n".len();
+        let end = start + find(&pdf[start..], b"\nendobj").unwrap();
+        let dictionary = String::from_utf8(pdf[start..end].to_vec()).unwrap();
+        let inline = replaced(&pdf, "/Encrypt 6 0 R", &format!("/Encrypt {dictionary}"));
+        let inline = replaced(
+            &inline,
+            "6 0 obj\n<<",
+            "6 0 obj\n<< /Unused 1 >>\nendobj\n7 0 obj\n<<",
+        );
+        assert_eq!(targets(&inline), ENCRYPTED_TARGETS);
+    }
+
+    #[test]
+    fn identity_string_filter() {
+        // Strings in the clear, streams encrypted with AES-128.
+        let (dictionary, key) = encryption(Scheme::Aes128);
+        let dictionary = dictionary.replace("/StrF /StdCF", "/StrF /Identity");
+        let stream = encrypt(
+            Scheme::Aes128,
+            &key,
+            8,
+            &packed("9 0\n<< /URI (https://c2-two.example.net/in-stream) >>"),
+        );
+        let mut pdf = format!(
+            "%PDF-1.6\n4 0 obj\n<< /URI (https://phish-login.example.org/plain) >>\nendobj\n\
+             8 0 obj\n<< /Type /ObjStm /Filter /FlateDecode /Length {} >>\nstream\n",
+            stream.len()
+        )
+        .into_bytes();
+        pdf.extend_from_slice(&stream);
+        pdf.extend_from_slice(
+            format!(
+                "\nendstream\nendobj\n6 0 obj\n<< {dictionary} >>\nendobj\n\
+                 trailer << /ID [<{}>] /Encrypt 6 0 R >>\n",
+                hex::encode(ID)
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            targets(&pdf),
+            [
+                "https://phish-login.example.org/plain",
+                "https://c2-two.example.net/in-stream"
+            ]
+        );
+    }
+
+    #[test]
+    fn unreadable_encryption_skipped() {
+        let pdf = encrypted_pdf(Scheme::Rc4 {
+            bytes: 16,
+            revision: 3,
+        });
+        let user_start = find(&pdf, b"/U <").unwrap() + "/U <".len();
+        let mut wrong_user = pdf.clone();
+        // A user password that is not empty gives another `/U`.
+        wrong_user[user_start..user_start + 2].copy_from_slice(b"00");
+        let cases = [
+            ("user password", wrong_user),
+            (
+                "public-key handler",
+                replaced(&pdf, "/Filter /Standard", "/Filter /Adobe.PubSec"),
+            ),
+            ("unknown revision", replaced(&pdf, "/R 3", "/R 7")),
+            ("key length", replaced(&pdf, "/Length 128", "/Length 44")),
+            (
+                "no crypt method",
+                replaced(&encrypted_pdf(Scheme::Aes128), "/CFM /AESV2", "/CFM /None"),
+            ),
+            (
+                "AES-256 user password",
+                replaced(&encrypted_pdf(Scheme::Aes256), "/U <", "/U <00"),
+            ),
+        ];
+        for (name, pdf) in cases {
+            assert!(targets(&pdf).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn damaged_encryption_read_as_plain() {
+        // An `/Encrypt` entry whose dictionary cannot be found leaves the
+        // file as written.
+        let pdf = b"%PDF-1.4\n4 0 obj << /URI (https://www.example.com/a) >> endobj\n\
+            trailer << /Encrypt 99 0 R >>\n/EncryptMetadata false\n";
+        assert_eq!(targets(pdf), ["https://www.example.com/a"]);
+    }
+
+    #[test]
+    fn message_with_encrypted_pdf() {
+        use crate::extract::{from_message, Limits, ObservableValue};
+        use base64::Engine as _;
+
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(encrypted_pdf(Scheme::Aes128));
+        let raw = format!(
+            "From: billing@example.com\r\nTo: alice@example.net\r\nSubject: statement\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+             --b1\r\nContent-Type: text/plain\r\n\r\nYour statement is attached.\r\n\
+             --b1\r\nContent-Type: application/pdf; name=\"statement.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b1--\r\n"
+        );
+        let found = from_message(raw.as_bytes(), &Limits::default());
+        let urls: Vec<ObservableValue> = found
+            .observables
+            .into_iter()
+            .map(|o| o.value)
+            .filter(|value| matches!(value, ObservableValue::Url(_)))
+            .collect();
+        assert_eq!(
+            urls,
+            ENCRYPTED_TARGETS.map(|url| ObservableValue::Url(url.to_string()))
+        );
+        assert!(found.limits_hit.is_empty());
     }
 }

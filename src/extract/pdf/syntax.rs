@@ -66,6 +66,13 @@ impl Dictionary {
             _ => None,
         }
     }
+
+    pub(super) fn dictionary(&self, key: &[u8]) -> Option<&Dictionary> {
+        match self.get(key)? {
+            Object::Dictionary(dictionary) => Some(dictionary),
+            _ => None,
+        }
+    }
 }
 
 /// Reads direct objects from `bytes`, starting at an offset.
