@@ -988,23 +988,19 @@ mod tests {
     /// padding when `pad` is set.
     fn aes_cbc_encrypt(key: &[u8], iv: &[u8; 16], data: &[u8], pad: bool) -> Vec<u8> {
         use aes::cipher::generic_array::GenericArray;
-        use aes::cipher::{BlockEncrypt, KeyInit};
+        use aes::cipher::{BlockEncryptMut, KeyIvInit};
         let mut out = data.to_vec();
         if pad {
             let padding = 16 - data.len() % 16;
             out.extend(std::iter::repeat_n(padding as u8, padding));
         }
-        let mut previous = *iv;
-        for block in out.chunks_exact_mut(16) {
-            for (byte, chain) in block.iter_mut().zip(previous) {
-                *byte ^= chain;
-            }
-            let block = GenericArray::from_mut_slice(block);
-            match key.len() {
-                16 => aes::Aes128::new(GenericArray::from_slice(key)).encrypt_block(block),
-                _ => aes::Aes256::new(GenericArray::from_slice(key)).encrypt_block(block),
-            }
-            previous.copy_from_slice(block);
+        let blocks = out.chunks_exact_mut(16).map(GenericArray::from_mut_slice);
+        if key.len() == 16 {
+            let mut encryptor = cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv).unwrap();
+            blocks.for_each(|block| encryptor.encrypt_block_mut(block));
+        } else {
+            let mut encryptor = cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv).unwrap();
+            blocks.for_each(|block| encryptor.encrypt_block_mut(block));
         }
         [&iv[..], &out].concat()
     }

@@ -11,7 +11,7 @@
 //! password is not read.
 
 use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, StreamCipher};
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit, StreamCipher};
 use aes::{Aes128, Aes256};
 use md5::{Digest, Md5};
 use sha2::{Sha256, Sha384, Sha512};
@@ -334,14 +334,7 @@ fn sha_key(revision: i64, user: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
     }
     let intermediate = hash(key_salt);
     let mut key = user_key.get(..32)?.to_vec();
-    let cipher = Aes256::new(GenericArray::from_slice(&intermediate));
-    let mut previous = [0u8; 16];
-    for block in key.chunks_exact_mut(16) {
-        let encrypted: [u8; 16] = block.try_into().ok()?;
-        cipher.decrypt_block(GenericArray::from_mut_slice(block));
-        xor_into(block, &previous);
-        previous = encrypted;
-    }
+    cbc_decrypt::<Aes256>(&intermediate, &[0; 16], &mut key)?;
     Some(key)
 }
 
@@ -386,12 +379,10 @@ pub(super) fn hardened_hash(password: &[u8], salt: &[u8], user_data: &[u8]) -> [
 /// Encrypts `data`, whose length is a multiple of 16, in place with
 /// AES-128-CBC and no padding.
 fn aes128_cbc_encrypt(key: &[u8], iv: &[u8], data: &mut [u8]) {
-    let cipher = Aes128::new(GenericArray::from_slice(key));
-    let mut previous: Vec<u8> = iv.to_vec();
+    let mut encryptor =
+        cbc::Encryptor::<Aes128>::new(GenericArray::from_slice(key), GenericArray::from_slice(iv));
     for block in data.chunks_exact_mut(16) {
-        xor_into(block, &previous);
-        cipher.encrypt_block(GenericArray::from_mut_slice(block));
-        previous.copy_from_slice(block);
+        encryptor.encrypt_block_mut(GenericArray::from_mut_slice(block));
     }
 }
 
@@ -401,26 +392,9 @@ fn aes128_cbc_encrypt(key: &[u8], iv: &[u8], data: &mut [u8]) {
 fn aes_cbc_decrypt(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     let (iv, rest) = data.split_at_checked(16)?;
     let mut out = rest[..rest.len() / 16 * 16].to_vec();
-    let mut previous: [u8; 16] = iv.try_into().ok()?;
     match key.len() {
-        16 => {
-            let cipher = Aes128::new(GenericArray::from_slice(key));
-            for block in out.chunks_exact_mut(16) {
-                let encrypted: [u8; 16] = block.try_into().ok()?;
-                cipher.decrypt_block(GenericArray::from_mut_slice(block));
-                xor_into(block, &previous);
-                previous = encrypted;
-            }
-        }
-        32 => {
-            let cipher = Aes256::new(GenericArray::from_slice(key));
-            for block in out.chunks_exact_mut(16) {
-                let encrypted: [u8; 16] = block.try_into().ok()?;
-                cipher.decrypt_block(GenericArray::from_mut_slice(block));
-                xor_into(block, &previous);
-                previous = encrypted;
-            }
-        }
+        16 => cbc_decrypt::<Aes128>(key, iv, &mut out)?,
+        32 => cbc_decrypt::<Aes256>(key, iv, &mut out)?,
         _ => return None,
     }
     if let Some(&padding) = out.last() {
@@ -437,10 +411,18 @@ fn aes_cbc_decrypt(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn xor_into(block: &mut [u8], other: &[u8]) {
-    for (byte, other) in block.iter_mut().zip(other) {
-        *byte ^= other;
+/// Decrypts the whole blocks of `data` in place with `Cipher` in CBC mode.
+/// Returns `None` when the key or vector length does not fit the cipher.
+fn cbc_decrypt<Cipher>(key: &[u8], iv: &[u8], data: &mut [u8]) -> Option<()>
+where
+    cbc::Decryptor<Cipher>: KeyIvInit + BlockDecryptMut,
+    Cipher: aes::cipher::BlockCipher + aes::cipher::BlockDecrypt,
+{
+    let mut decryptor = cbc::Decryptor::<Cipher>::new_from_slices(key, iv).ok()?;
+    for block in data.chunks_exact_mut(16) {
+        decryptor.decrypt_block_mut(GenericArray::from_mut_slice(block));
     }
+    Some(())
 }
 
 /// Applies the RC4 key stream of `key` (5 to 16 bytes) to `data`, which
