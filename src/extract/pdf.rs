@@ -332,8 +332,9 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
     })
 }
 
-/// Returns the `/Length` of a stream whose data starts `rest` when it is a
-/// direct integer and `endstream` follows the data, after white space.
+/// Returns the `/Length` of a stream whose data is at the start of `rest`
+/// when it is a direct integer and `endstream` follows the data, after
+/// white space.
 fn declared_length(dictionary: &syntax::Dictionary, rest: &[u8]) -> Option<usize> {
     let length = usize::try_from(dictionary.integer(b"Length")?).ok()?;
     let after = rest.get(length..)?;
@@ -385,11 +386,21 @@ mod tests {
     use super::*;
 
     fn targets(bytes: &[u8]) -> Vec<String> {
+        targets_within(bytes, 1 << 20, 1 << 20).0
+    }
+
+    /// Returns the targets of `bytes` read within a budget, the bytes left
+    /// of it, and the names of the limits hit.
+    fn targets_within(
+        bytes: &[u8],
+        max_stream_bytes: usize,
+        bytes_left: usize,
+    ) -> (Vec<String>, usize, Vec<&'static str>) {
         let mut hits = Vec::new();
         let mut record = |name: &'static str| hits.push(name);
         let mut budget = Budget {
-            max_stream_bytes: 1 << 20,
-            bytes_left: 1 << 20,
+            max_stream_bytes,
+            bytes_left,
             hit: &mut record,
         };
         let mut found = Vec::new();
@@ -397,7 +408,8 @@ mod tests {
             found.push(target);
             ControlFlow::Continue(())
         });
-        found
+        let bytes_left = budget.bytes_left;
+        (found, bytes_left, hits)
     }
 
     /// Builds a PDF with one Flate-compressed object stream that contains
@@ -687,50 +699,24 @@ mod tests {
         let pdf = with_stream("[/AHx /Fl]", data.as_bytes());
         let packed_len = data.len() / 2;
 
-        // The ASCIIHex output fits, the Flate output is cut at 100 bytes.
-        let mut hits = Vec::new();
-        let mut record = |name: &'static str| hits.push(name);
-        let mut budget = Budget {
-            max_stream_bytes: 100,
-            bytes_left: 1 << 20,
-            hit: &mut record,
-        };
-        let mut found = Vec::new();
-        let _ = link_targets(&pdf, &mut budget, &mut |target| {
-            found.push(target);
-            ControlFlow::Continue(())
-        });
         assert!(packed_len < 100, "{packed_len}");
+
+        // The ASCIIHex output fits, the Flate output is cut at 100 bytes.
+        let (found, bytes_left, hits) = targets_within(&pdf, 100, 1 << 20);
         assert_eq!(found, ["https://c2-two.example.net/"]);
-        assert_eq!(budget.bytes_left, (1 << 20) - packed_len - 100);
+        assert_eq!(bytes_left, (1 << 20) - packed_len - 100);
         assert_eq!(hits, ["max_archive_member_bytes"]);
 
         // The message budget ends 10 bytes into the Flate output.
-        let mut hits = Vec::new();
-        let mut record = |name: &'static str| hits.push(name);
-        let mut budget = Budget {
-            max_stream_bytes: 1 << 20,
-            bytes_left: packed_len + 10,
-            hit: &mut record,
-        };
-        let mut found = Vec::new();
-        let _ = link_targets(&pdf, &mut budget, &mut |target| {
-            found.push(target);
-            ControlFlow::Continue(())
-        });
+        let (found, bytes_left, hits) = targets_within(&pdf, 1 << 20, packed_len + 10);
         assert!(found.is_empty());
-        assert_eq!(budget.bytes_left, 0);
+        assert_eq!(bytes_left, 0);
         assert_eq!(hits, ["max_archive_bytes"]);
 
         // No budget left before the first filter.
-        let mut hits = Vec::new();
-        let mut record = |name: &'static str| hits.push(name);
-        let mut budget = Budget {
-            max_stream_bytes: 1 << 20,
-            bytes_left: 0,
-            hit: &mut record,
-        };
-        let _ = link_targets(&pdf, &mut budget, &mut |_| ControlFlow::Continue(()));
+        let (found, bytes_left, hits) = targets_within(&pdf, 1 << 20, 0);
+        assert!(found.is_empty());
+        assert_eq!(bytes_left, 0);
         assert_eq!(hits, ["max_archive_bytes"]);
     }
 
@@ -887,7 +873,7 @@ mod tests {
         }
     }
 
-    /// How a test file is encrypted.
+    /// The encryption of a test file.
     #[derive(Clone, Copy, Debug)]
     enum Scheme {
         /// RC4 with a key of this many bytes, revision 2 or 3.

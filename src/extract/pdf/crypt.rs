@@ -32,7 +32,7 @@ const MAX_TRAILER_KEYS: usize = 16;
 /// Maximum definitions of the encryption dictionary's object looked at.
 const MAX_DEFINITIONS: usize = 16;
 
-/// What the scanner can do with the strings and streams of a file.
+/// The readability of a file's strings and streams.
 pub(super) enum Security {
     /// The file is not encrypted.
     Plain,
@@ -42,7 +42,7 @@ pub(super) enum Security {
     Unreadable,
 }
 
-/// How strings or streams are encrypted.
+/// The encryption method of strings or of streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
     Identity,
@@ -82,10 +82,10 @@ impl Decryptor {
         }
     }
 
-    /// Computes the key of one object (algorithm 1): the MD5 of the file
-    /// key, the low three bytes of the object number and the low two bytes
-    /// of the generation, plus `sAlT` for AES, cut to the file key length
-    /// plus 5, at most 16 bytes.
+    /// Computes the key of one object (algorithm 1). It is the MD5 of the
+    /// file key, the low three bytes of the object number, the low two
+    /// bytes of the generation and, for AES, `sAlT`. The key is the first
+    /// file key length plus 5 bytes of it, at most 16.
     fn object_key(&self, (number, generation): (u32, u16), aes: bool) -> Vec<u8> {
         let mut hasher = Md5::new();
         hasher.update(&self.key);
@@ -177,8 +177,9 @@ fn first_id(bytes: &[u8]) -> Vec<u8> {
     Vec::new()
 }
 
-/// The bytes from the start of the file to `DICTIONARY_WINDOW` bytes past
-/// `at`, so that a parser started at `at` reads a bounded amount.
+/// Returns the bytes from the start of the file to `DICTIONARY_WINDOW`
+/// bytes past `at`, so that a parser started at `at` reads a bounded
+/// amount.
 fn window(bytes: &[u8], at: usize) -> &[u8] {
     &bytes[..bytes.len().min(at.saturating_add(DICTIONARY_WINDOW))]
 }
@@ -267,9 +268,9 @@ fn crypt_filter(dictionary: &Dictionary, key: &[u8]) -> Option<Method> {
 }
 
 /// Computes the file key of revisions 2 to 4 for the empty user password
-/// (algorithm 2): the MD5 of the padded password, `/O`, `/P` as four
-/// little-endian bytes and the first `/ID` string, hashed 50 more times
-/// from revision 3 on.
+/// (algorithm 2). It is the MD5 of the padded password, `/O`, `/P` as four
+/// little-endian bytes and the first `/ID` string. From revision 3 on, the
+/// digest is hashed 50 more times.
 fn md5_key(
     dictionary: &Dictionary,
     revision: i64,
@@ -316,7 +317,7 @@ fn check_rc4_user(key: &[u8], revision: i64, user: &[u8], id: &[u8]) -> Option<(
 }
 
 /// Derives the file key of revisions 5 and 6 for the empty user password
-/// (algorithm 2.A): `/U` holds a 32-byte hash, an 8-byte validation salt
+/// (algorithm 2.A): `/U` contains a 32-byte hash, an 8-byte validation salt
 /// and an 8-byte key salt, and `/UE` the file key, encrypted with the hash
 /// of the key salt. Returns `None` when the password is not empty.
 fn sha_key(revision: i64, user: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
