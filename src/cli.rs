@@ -244,9 +244,16 @@ fn parse_client_ip(text: &str) -> Result<IpAddr, String> {
         Ok(None) => Err(
             "not an IP address; write an IPv4 or IPv6 address such as 192.0.2.7 or 2001:db8::1 (a port, as in 192.0.2.7:25 or [2001:db8::1]:25, is ignored)".into(),
         ),
-        Err(error) => Err(format!(
-            "{error}; write the address without the port, such as 192.0.2.7"
-        )),
+        Err(error) => {
+            let example = if text.contains('[') {
+                "2001:db8::1"
+            } else {
+                "192.0.2.7"
+            };
+            Err(format!(
+                "{error}; write the address without the port, such as {example}"
+            ))
+        }
     }
 }
 
@@ -259,15 +266,33 @@ fn parse_sender(text: &str) -> Result<String, String> {
         .strip_prefix('<')
         .and_then(|rest| rest.strip_suffix('>'))
         .unwrap_or(trimmed);
+    let advice = "write the envelope sender as LOCAL@DOMAIN, such as bounce@example.com, or \"<>\" for the null sender";
+    if address.starts_with('<') || address.ends_with('>') {
+        return Err(format!(
+            "not an email address (an angle bracket without its partner); {advice}"
+        ));
+    }
     if address.is_empty() || is_address_literal_sender(address) {
         return Ok(address.to_string());
     }
+    if let Some((local, domain)) = address.rsplit_once('@') {
+        // RFC 5321 allows "@" and white space only inside a quoted local part.
+        let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
+        if quoted {
+            return match normalize::domain(domain) {
+                Ok(_) => Ok(address.to_string()),
+                Err(error) => Err(format!("not an email address ({}); {advice}", error.reason)),
+            };
+        }
+        if local.contains('@') {
+            return Err(format!(
+                "not an email address (more than one '@'); {advice}"
+            ));
+        }
+    }
     match normalize::email(address) {
         Ok(_) => Ok(address.to_string()),
-        Err(error) => Err(format!(
-            "not an email address ({}); write the envelope sender as LOCAL@DOMAIN, such as bounce@example.com, or \"<>\" for the null sender",
-            error.reason
-        )),
+        Err(error) => Err(format!("not an email address ({}); {advice}", error.reason)),
     }
 }
 
@@ -363,7 +388,15 @@ mod tests {
         );
         assert_eq!(
             parse_client_ip("[2001:db8::1]:65536"),
-            Err("port 65536 is out of range (0 to 65535); write the address without the port, such as 192.0.2.7".to_string())
+            Err("port 65536 is out of range (0 to 65535); write the address without the port, such as 2001:db8::1".to_string())
+        );
+        assert_eq!(
+            parse_client_ip("192.0.2.7:70000"),
+            Err("port 70000 is out of range (0 to 65535); write the address without the port, such as 192.0.2.7".to_string())
+        );
+        assert_eq!(
+            parse_client_ip("[2001:db8::1"),
+            Err("not an IP address; write an IPv4 or IPv6 address such as 192.0.2.7 or 2001:db8::1 (a port, as in 192.0.2.7:25 or [2001:db8::1]:25, is ignored)".to_string())
         );
     }
 
@@ -380,6 +413,11 @@ mod tests {
                 "postmaster@[IPv6:2001:db8::1]",
                 "postmaster@[IPv6:2001:db8::1]",
             ),
+            (
+                "\"quoted local\"@example.org",
+                "\"quoted local\"@example.org",
+            ),
+            ("\"a@b\"@example.org", "\"a@b\"@example.org"),
         ];
         for (text, expected) in cases {
             assert_eq!(
@@ -406,6 +444,19 @@ mod tests {
             ),
             (
                 "bounce@[not-an-ip]",
+                "labels may contain only letters, digits, '-' and '_'",
+            ),
+            ("a@b@example.org", "more than one '@'"),
+            (
+                "<bounce@example.org",
+                "an angle bracket without its partner",
+            ),
+            (
+                "bounce@example.org>",
+                "an angle bracket without its partner",
+            ),
+            (
+                "\"quoted\"@exa mple.org",
                 "labels may contain only letters, digits, '-' and '_'",
             ),
         ];

@@ -45,13 +45,24 @@ pub fn split_port(text: &str) -> Result<Option<(&str, u16)>, PortOutOfRange> {
     }
 }
 
+/// Reads an IP address written alone or in one pair of brackets
+/// (`192.0.2.7`, `2001:db8::1`, `[2001:db8::1]`). A bracket without its
+/// partner, or two pairs, is no address.
+pub fn bare_ip(text: &str) -> Option<IpAddr> {
+    let inner = match text.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']')?,
+        None => text,
+    };
+    inner.parse().ok()
+}
+
 /// Reads an IP address with or without a port: `192.0.2.7`,
 /// `192.0.2.7:25`, `2001:db8::1`, `[2001:db8::1]` and `[2001:db8::1]:25`.
 /// Returns the address and the port, or `None` when the text is no IP
 /// address in one of these forms. The address is returned as written, so
 /// an IPv4-mapped IPv6 address stays IPv6.
 pub fn ip_with_port(text: &str) -> Result<Option<(IpAddr, Option<u16>)>, PortOutOfRange> {
-    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+    if let Some(ip) = bare_ip(text) {
         return Ok(Some((ip, None)));
     }
     let Some((host, port)) = split_port(text)? else {
@@ -107,6 +118,9 @@ mod tests {
             ("mail.example.net", None),
             ("192.0.2.7:smtp", None),
             ("", None),
+            ("[2001:db8::1", None),
+            ("2001:db8::1]", None),
+            ("[[2001:db8::1]]", None),
         ];
         for (text, expected) in cases {
             assert_eq!(ip_with_port(text), Ok(expected), "input {text:?}");

@@ -12,7 +12,7 @@ use super::{offline_engine, open_feeds};
 use crate::cli::LookupArgs;
 use crate::config::Config;
 use crate::extract::{self, ObservableValue};
-use crate::host_port::{ip_with_port, split_port, PortOutOfRange};
+use crate::host_port::{bare_ip, ip_with_port, split_port, PortOutOfRange};
 use crate::index::{normalize, IndicatorRef, NetworkLookup, Snapshot};
 
 /// The number of indicators inside a looked-up network that are listed
@@ -86,8 +86,7 @@ fn url_without_scheme(text: &str) -> Option<String> {
         Ok(None) => authority,
         Err(_) => return None,
     };
-    let is_host =
-        host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() || normalize::domain(host).is_ok();
+    let is_host = bare_ip(host).is_some() || normalize::domain(host).is_ok();
     if !is_host {
         return None;
     }
@@ -108,7 +107,7 @@ fn parse_network(text: &str) -> Result<Option<Query>> {
     };
     // `192.0.2.7/admin/` is a URL without a scheme, not a network.
     let is_prefix = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit());
-    let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() else {
+    let Some(ip) = bare_ip(addr) else {
         return Ok(None);
     };
     if !is_prefix {
@@ -137,7 +136,7 @@ fn parse_network(text: &str) -> Result<Option<Query>> {
 /// Reads a lookup value as the observable type it looks like.
 fn parse_lookup_value(text: &str) -> Result<ObservableValue> {
     let text = text.trim();
-    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+    if let Some(ip) = bare_ip(text) {
         return Ok(ObservableValue::Ip(normalize::fold_mapped_ipv4(ip)));
     }
     if text.contains("://") {
