@@ -186,6 +186,49 @@ fn listen_port_out_of_range() {
 }
 
 #[test]
+fn listen_port_zero_rejected() {
+    let error = error_of("[milter]\nlisten = \"inet:127.0.0.1:0\"\n");
+    assert_eq!(error.key, "milter.listen");
+    assert_eq!(
+        error.message,
+        "invalid address \"inet:127.0.0.1:0\": port 0 makes the system pick a free port at each start, which smtpd_milters cannot name; write a fixed port, such as \"inet:127.0.0.1:8894\""
+    );
+}
+
+#[test]
+fn sendmail_ipv6_host_in_brackets() {
+    let config = parse_text("[milter]\nlisten = \"inet6:8894@[::1]\"\n").unwrap();
+    assert_eq!(
+        config.milter.listen,
+        ListenAddr::Inet("[::1]:8894".parse().unwrap())
+    );
+    assert_eq!(config.milter.listen_as_written, "inet6:8894@[::1]");
+}
+
+#[test]
+fn remote_milter_listen_warned() {
+    let config = parse_text("[milter]\nlisten = \"inet:0.0.0.0:8894\"\n").unwrap();
+    let warned: Vec<&String> = config
+        .warnings
+        .iter()
+        .filter(|warning| warning.contains("milter.listen"))
+        .collect();
+    assert_eq!(
+        warned,
+        ["/etc/ioc-milter/test.toml: milter.listen: \"inet:0.0.0.0:8894\" accepts connections from other hosts; the milter protocol has no authentication, and any host that reaches it can learn which values are listed, so allow only your MTAs with a firewall"]
+    );
+    let config = parse_text("[milter]\nlisten = \"inet:[::1]:8894\"\n").unwrap();
+    assert!(
+        !config
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("milter.listen")),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
 fn interval_over_a_day_rejected() {
     let text = ADMIN_EXAMPLE.replace("polling_interval = \"1h\"", "polling_interval = \"48h\"");
     let error = error_of(&text);

@@ -240,9 +240,16 @@ impl Validator {
         })
     }
 
-    fn milter(&self, raw: super::raw::RawMilter) -> Result<MilterConfig, ConfigError> {
+    fn milter(&mut self, raw: super::raw::RawMilter) -> Result<MilterConfig, ConfigError> {
         let listen_text = raw.listen.unwrap_or_else(|| "inet:127.0.0.1:8894".into());
         let listen = self.listen(&listen_text)?;
+        let remote = matches!(&listen, ListenAddr::Inet(addr) if !addr.ip().is_loopback());
+        if remote {
+            self.warnings.push(format!(
+                "{}: milter.listen: {listen_text:?} accepts connections from other hosts; the milter protocol has no authentication, and any host that reaches it can learn which values are listed, so allow only your MTAs with a firewall",
+                self.file.display()
+            ));
+        }
         let socket_mode = match raw.socket_mode {
             None => 0o660,
             Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
@@ -405,15 +412,25 @@ impl Validator {
             .strip_prefix("inet:")
             .or_else(|| text.strip_prefix("inet6:"))
             .ok_or_else(invalid)?;
-        // Sendmail spells it PORT@HOST.
+        // Sendmail spells it PORT@HOST, an IPv6 host with or without brackets.
         let (rest, example) = match rest.split_once('@') {
             Some((port, host)) if host.contains(':') => {
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|inner| inner.strip_suffix(']'))
+                    .unwrap_or(host);
                 (format!("[{host}]:{port}"), SENDMAIL_EXAMPLE)
             }
             Some((port, host)) => (format!("{host}:{port}"), SENDMAIL_EXAMPLE),
             None => (rest.to_string(), "inet:127.0.0.1:8894"),
         };
         if let Ok(addr) = rest.parse::<SocketAddr>() {
+            if addr.port() == 0 {
+                return Err(self.error(
+                    "milter.listen",
+                    format!("invalid address {text:?}: port 0 makes the system pick a free port at each start, which smtpd_milters cannot name; write a fixed port, such as \"{example}\""),
+                ));
+            }
             return Ok(ListenAddr::Inet(addr));
         }
         match split_port(&rest) {
