@@ -347,6 +347,10 @@ pub async fn serve(
         }
     }
 
+    // Connections that ended since the last accept are still in the set.
+    while let Some(finished) = connections.try_join_next() {
+        log_task_end(finished);
+    }
     tracing::info!(address, open = connections.len(), "milter server stopping");
     // Receivers ignore a closed channel, so the send result does not matter
     // when every connection has already ended.
