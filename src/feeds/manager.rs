@@ -350,9 +350,14 @@ impl FeedManager {
                     StoredStatus::default()
                 }
             };
-            let mut set = match self.store.load(name) {
+            let loaded = self.store.load(name);
+            let saved = matches!(loaded, Ok(Some(_)));
+            let mut set = match loaded {
                 Ok(Some(set)) => set,
-                Ok(None) => SourceSet::default(),
+                Ok(None) => {
+                    tracing::info!(source = %name, "no saved indicator set yet; the first poll fills it");
+                    SourceSet::default()
+                }
                 Err(error) => {
                     tracing::warn!(source = %name, %error, "skipped the saved indicator set");
                     SourceSet::default()
@@ -362,12 +367,14 @@ impl FeedManager {
                 indicator.source.clone_from(name);
             }
             let expired = expire(&mut set.indicators, entry.config.age, now);
-            tracing::info!(
-                source = %name,
-                indicators = set.indicators.len(),
-                expired,
-                "loaded saved indicator set"
-            );
+            if saved {
+                tracing::info!(
+                    source = %name,
+                    indicators = set.indicators.len(),
+                    expired,
+                    "loaded saved indicator set"
+                );
+            }
             let count = set.indicators.len();
 
             let mut state = lock(&entry.state);
