@@ -158,6 +158,8 @@ fn lookup_network_json() {
     let found = json(&output);
     assert_eq!(found["value"], "203.0.113.0/24");
     assert_eq!(found["type"], "ip");
+    // The same keys as a value lookup; a network has no port.
+    assert_eq!(found.get("ignored_port"), Some(&serde_json::Value::Null));
     assert_eq!(values(&found["matches"]), Vec::<String>::new());
     // Single addresses are written as the text output writes them, without
     // /32 or /128.

@@ -280,6 +280,9 @@ fn print_network_lookup(network: IpNet, found: &NetworkLookup, as_json: bool) {
             json!({
                 "value": network.to_string(),
                 "type": "ip",
+                // A network carries no port; the key keeps one shape for
+                // every line.
+                "ignored_port": null,
                 "matches": indicators_json(&found.containing),
                 "inside": indicators_json(&found.inside),
                 "inside_total": found.inside_total,
