@@ -27,11 +27,11 @@ enum Query {
     Network(IpNet),
 }
 
-/// A parsed lookup value, with the port that was dropped from it.
+/// A parsed lookup value, with the port that was ignored in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ParsedQuery {
     query: Query,
-    dropped_port: Option<u16>,
+    ignored_port: Option<u16>,
 }
 
 /// Reads a lookup value. URLs and email addresses are recognized first,
@@ -41,7 +41,7 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
     let text = text.trim();
     let value = |query| ParsedQuery {
         query,
-        dropped_port: None,
+        ignored_port: None,
     };
     if text.contains("://") || text.contains('@') {
         return Ok(value(Query::Value(parse_lookup_value(text)?)));
@@ -49,7 +49,7 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
     if let Some((ip, port)) = ip_with_port(text).map_err(|error| port_error(text, &error))? {
         return Ok(ParsedQuery {
             query: Query::Value(ip_value(ip)),
-            dropped_port: port,
+            ignored_port: port,
         });
     }
     if let Some(query) = parse_network(text)? {
@@ -66,7 +66,7 @@ fn parse_query(text: &str) -> Result<ParsedQuery> {
         })?;
         return Ok(ParsedQuery {
             query: Query::Value(ObservableValue::Domain(domain)),
-            dropped_port: Some(port),
+            ignored_port: Some(port),
         });
     }
     Ok(value(Query::Value(parse_lookup_value(text)?)))
@@ -137,7 +137,7 @@ fn parse_network(text: &str) -> Result<Option<Query>> {
 fn parse_lookup_value(text: &str) -> Result<ObservableValue> {
     let text = text.trim();
     if let Some(ip) = bare_ip(text) {
-        return Ok(ObservableValue::Ip(normalize::fold_mapped_ipv4(ip)));
+        return Ok(ip_value(ip));
     }
     if text.contains("://") {
         return Ok(ObservableValue::Url(normalize::url(text)?));
@@ -173,7 +173,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
             return Ok(exit_code(any_match));
         }
     };
-    if let Some(port) = parsed.dropped_port {
+    if let Some(port) = parsed.ignored_port {
         eprintln!(
             "note: port {port} ignored, looking up {value} (IP address and domain indicators match any port)"
         );
@@ -189,7 +189,7 @@ pub fn lookup(config: &Config, args: LookupArgs) -> Result<ExitCode> {
 
     let mut any_match = false;
     for value in &values {
-        any_match |= lookup_value(&index, value, parsed.dropped_port, args.json);
+        any_match |= lookup_value(&index, value, parsed.ignored_port, args.json);
     }
     Ok(exit_code(any_match))
 }
@@ -381,7 +381,7 @@ mod tests {
                 Query::Network(expected.parse().unwrap()),
                 "input {input}"
             );
-            assert_eq!(parsed.dropped_port, None, "input {input}");
+            assert_eq!(parsed.ignored_port, None, "input {input}");
         }
     }
 
@@ -453,7 +453,7 @@ mod tests {
         for (input, expected, port) in cases {
             let parsed = query(input);
             assert_eq!(value(parsed.query), expected, "input {input}");
-            assert_eq!(parsed.dropped_port, Some(port), "input {input}");
+            assert_eq!(parsed.ignored_port, Some(port), "input {input}");
         }
     }
 
@@ -477,7 +477,7 @@ mod tests {
         for (input, expected) in cases {
             let parsed = query(input);
             assert_eq!(value(parsed.query), expected, "input {input}");
-            assert_eq!(parsed.dropped_port, None, "input {input}");
+            assert_eq!(parsed.ignored_port, None, "input {input}");
         }
     }
 
@@ -501,7 +501,7 @@ mod tests {
                 ObservableValue::Url(expected.into()),
                 "input {input}"
             );
-            assert_eq!(parsed.dropped_port, None, "input {input}");
+            assert_eq!(parsed.ignored_port, None, "input {input}");
         }
         // A network stays a network, and text before the slash that is no
         // host is not read as a URL.
