@@ -101,20 +101,28 @@ fn run_status_port_in_use() {
     );
 }
 
+/// The error quotes `milter.listen` as written, so Sendmail's form
+/// `inet:PORT@HOST` is not shown as `inet:HOST:PORT`.
 #[test]
 fn run_milter_port_in_use() {
-    let dir = tempfile::tempdir().unwrap();
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = occupied.local_addr().unwrap().port();
-    let config = write_config(dir.path(), &format!("inet:127.0.0.1:{port}"), "off");
+    for listen in [
+        format!("inet:127.0.0.1:{port}"),
+        format!("inet:{port}@127.0.0.1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &listen, "off");
 
-    let finished = run_binary(&["--config", &config, "run"]);
+        let finished = run_binary(&["--config", &config, "run"]);
 
-    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
-    assert_eq!(
-        finished.stderr.lines().last(),
-        Some(format!("ioc-milter: error: cannot listen on inet:127.0.0.1:{port} for the milter (milter.listen): the address is in use by another process; stop that process (`ss -ltnp` shows it), or set milter.listen in {config} to a free port, and smtpd_milters in Postfix's main.cf to the same").as_str())
-    );
+        assert_eq!(finished.code, Some(2), "{listen}: {}", finished.stderr);
+        assert_eq!(
+            finished.stderr.lines().last(),
+            Some(format!("ioc-milter: error: cannot listen on {listen} for the milter (milter.listen): the address is in use by another process; stop that process (`ss -ltnp` shows it), or set milter.listen in {config} to a free port, and smtpd_milters in Postfix's main.cf to the same").as_str()),
+            "{listen}"
+        );
+    }
 }
 
 #[test]
@@ -134,24 +142,6 @@ fn run_unix_socket_in_use() {
     // The socket of the process that listens stays in place.
     assert!(socket.exists());
     drop(occupied);
-}
-
-/// The Sendmail form `inet:PORT@HOST` is quoted as written, not as
-/// `inet:HOST:PORT`.
-#[test]
-fn run_sendmail_form_port_in_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = occupied.local_addr().unwrap().port();
-    let config = write_config(dir.path(), &format!("inet:{port}@127.0.0.1"), "off");
-
-    let finished = run_binary(&["--config", &config, "run"]);
-
-    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
-    assert_eq!(
-        finished.stderr.lines().last(),
-        Some(format!("ioc-milter: error: cannot listen on inet:{port}@127.0.0.1 for the milter (milter.listen): the address is in use by another process; stop that process (`ss -ltnp` shows it), or set milter.listen in {config} to a free port, and smtpd_milters in Postfix's main.cf to the same").as_str())
-    );
 }
 
 /// A socket in a directory that does not exist fails with the system's
