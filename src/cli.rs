@@ -230,7 +230,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "IP", value_parser = parse_client_ip)]
     pub client_ip: Option<IpAddr>,
     /// Envelope sender to assume, as LOCAL@DOMAIN with or without angle
-    /// brackets; "<>" or "" is the null sender [default: the Return-Path
+    /// brackets. "<>" or "" is the null sender [default: the Return-Path
     /// header].
     #[arg(long, value_name = "ADDRESS", value_parser = parse_sender)]
     pub sender: Option<String>,

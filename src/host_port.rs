@@ -22,8 +22,8 @@ impl fmt::Display for PortOutOfRange {
 impl std::error::Error for PortOutOfRange {}
 
 /// Splits `HOST:PORT` or `[IPV6]:PORT` into the host (without brackets)
-/// and the port. Returns `None` when the text has no port in that form:
-/// several colons without brackets are an IPv6 address, and a part after
+/// and the port. Returns `None` when the text has no port in that form.
+/// Several colons without brackets are an IPv6 address, and a part after
 /// the colon that is not all digits is no port. Digits over 65535 are an
 /// error, because the text does end in a port, just an invalid one.
 pub fn split_port(text: &str) -> Result<Option<(&str, u16)>, PortOutOfRange> {
