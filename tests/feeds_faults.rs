@@ -395,6 +395,13 @@ fn assert_still_judged(setup: &Setup) {
 #[test]
 fn feed_faults_keep_last_good_set() {
     let setup = Setup::start();
+    // The state directory is new, so there was no saved set to load.
+    let log = setup.daemon.log();
+    assert!(
+        log.contains("no saved indicator set yet; the first poll fills it"),
+        "{log}"
+    );
+    assert!(!log.contains("loaded saved indicator set"), "{log}");
     assert_still_judged(&setup);
     let poll_url = format!("http://127.0.0.1:{}/taxii/poll", setup.server.port);
 
