@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use miniz_oxide::inflate::decompress_to_vec_zlib_with_limit;
 
-use super::syntax::{is_white, Dictionary, Object};
+use super::syntax::{hex_digits, is_white, Dictionary, Object};
 use super::Budget;
 
 /// Maximum filters in one chain.
@@ -96,33 +96,8 @@ fn inflate(data: &[u8], limit: usize) -> (Vec<u8>, bool) {
 /// `limit` bytes. White space is skipped, and a missing last digit counts
 /// as 0. Decoding stops at the first byte that is not a digit.
 fn ascii_hex(data: &[u8], limit: usize) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut high: Option<u8> = None;
-    for &byte in data {
-        if is_white(byte) {
-            continue;
-        }
-        let Some(digit) = (byte as char).to_digit(16) else {
-            break;
-        };
-        let digit = digit as u8;
-        match high.take() {
-            Some(value) => {
-                if out.len() == limit {
-                    return (out, true);
-                }
-                out.push(value << 4 | digit);
-            }
-            None => high = Some(digit),
-        }
-    }
-    if let Some(value) = high {
-        if out.len() == limit {
-            return (out, true);
-        }
-        out.push(value << 4);
-    }
-    (out, false)
+    let (out, _, truncated) = hex_digits(data, limit);
+    (out, truncated)
 }
 
 /// Decodes base-85 groups up to the `~>` end marker into at most `limit`

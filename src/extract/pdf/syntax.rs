@@ -338,25 +338,45 @@ pub(super) fn literal_string(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
 /// space is ignored and a missing last digit counts as 0. Returns the
 /// string and the bytes it took, closing `>` included.
 pub(super) fn hex_string(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let scan = &bytes[..bytes.len().min(MAX_STRING_LEN * 2 + 64)];
+    let (out, used, _) = hex_digits(scan, usize::MAX);
+    (scan.get(used) == Some(&b'>')).then_some((out, used + 1))
+}
+
+/// Decodes pairs of hexadecimal digits into at most `limit` bytes, up to
+/// the first byte that is neither a digit nor white space. A missing last
+/// digit counts as 0. Returns the bytes, the offset where decoding stopped
+/// and whether the output was cut at `limit`.
+pub(super) fn hex_digits(data: &[u8], limit: usize) -> (Vec<u8>, usize, bool) {
     let mut out = Vec::new();
     let mut high: Option<u8> = None;
-    for (position, &byte) in bytes.iter().enumerate().take(MAX_STRING_LEN * 2 + 64) {
-        if byte == b'>' {
-            if let Some(high) = high {
-                out.push(high << 4);
-            }
-            return Some((out, position + 1));
-        }
+    let mut used = data.len();
+    for (position, &byte) in data.iter().enumerate() {
         if is_white(byte) {
             continue;
         }
-        let digit = (byte as char).to_digit(16)? as u8;
+        let Some(digit) = (byte as char).to_digit(16) else {
+            used = position;
+            break;
+        };
+        let digit = digit as u8;
         match high.take() {
-            Some(value) => out.push(value << 4 | digit),
+            Some(value) => {
+                if out.len() == limit {
+                    return (out, position, true);
+                }
+                out.push(value << 4 | digit);
+            }
             None => high = Some(digit),
         }
     }
-    None
+    if let Some(value) = high {
+        if out.len() == limit {
+            return (out, used, true);
+        }
+        out.push(value << 4);
+    }
+    (out, used, false)
 }
 
 /// Length of the run of regular characters (neither white space nor
@@ -434,6 +454,14 @@ mod tests {
         );
         assert_eq!(parse("-4 0 R"), Some(Object::Integer(-4)));
         assert_eq!(parse("99999999999999999999"), Some(Object::Real));
+    }
+
+    #[test]
+    fn hex_string_ends() {
+        assert_eq!(hex_string(b"41 4>x"), Some((vec![0x41, 0x40], 5)));
+        assert_eq!(hex_string(b">"), Some((Vec::new(), 1)));
+        assert_eq!(hex_string(b"41zz>"), None);
+        assert_eq!(hex_string(b"4142"), None);
     }
 
     #[test]
