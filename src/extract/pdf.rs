@@ -200,8 +200,7 @@ impl Links<'_> {
             return;
         }
         self.dictionaries_left -= 1;
-        let window_end = bytes.len().min(position.saturating_add(DICTIONARY_WINDOW));
-        let Some(dictionary) = Parser::new(&bytes[..window_end], position).dictionary() else {
+        let Some(dictionary) = Parser::new(window(bytes, position), position).dictionary() else {
             return;
         };
         let Some(text) = dictionary
@@ -297,8 +296,7 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
         ),
         None => (None, find_last(before, b"<<")?),
     };
-    let window_end = bytes.len().min(at.saturating_add(DICTIONARY_WINDOW));
-    let mut parser = Parser::new(bytes.get(..window_end)?, window_start + dictionary_start);
+    let mut parser = Parser::new(window(bytes, at), window_start + dictionary_start);
     let dictionary = parser.dictionary()?;
     if dictionary.name(b"Type") != Some(b"ObjStm") {
         return None;
@@ -371,6 +369,13 @@ fn text_of(raw: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
+}
+
+/// Returns the bytes from the start of the file to `DICTIONARY_WINDOW`
+/// bytes past `at`, so that a parser started at `at` reads a bounded
+/// amount.
+fn window(bytes: &[u8], at: usize) -> &[u8] {
+    &bytes[..bytes.len().min(at.saturating_add(DICTIONARY_WINDOW))]
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -17,7 +17,7 @@ use md5::{Digest, Md5};
 use sha2::{Sha256, Sha384, Sha512};
 
 use super::syntax::{Dictionary, Object, Parser};
-use super::{find_last, DICTIONARY_WINDOW};
+use super::{find_last, window};
 
 /// The padding string that stands for an empty password in algorithm 2
 /// (ISO 32000-1, section 7.6.3.3).
@@ -175,13 +175,6 @@ fn first_id(bytes: &[u8]) -> Vec<u8> {
         }
     }
     Vec::new()
-}
-
-/// Returns the bytes from the start of the file to `DICTIONARY_WINDOW`
-/// bytes past `at`, so that a parser started at `at` reads a bounded
-/// amount.
-fn window(bytes: &[u8], at: usize) -> &[u8] {
-    &bytes[..bytes.len().min(at.saturating_add(DICTIONARY_WINDOW))]
 }
 
 /// Derives the decryptor for the empty user password, or returns `None`
