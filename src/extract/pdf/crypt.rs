@@ -17,7 +17,7 @@ use md5::{Digest, Md5};
 use sha2::{Sha256, Sha384, Sha512};
 
 use super::syntax::{Dictionary, Object, Parser};
-use super::{find_last, window};
+use super::window;
 
 /// The padding string that stands for an empty password in algorithm 2
 /// (ISO 32000-1, section 7.6.3.3).
@@ -115,66 +115,51 @@ pub(super) fn security(bytes: &[u8]) -> Security {
 /// reference stream dictionary, as a direct dictionary or the object it
 /// refers to.
 fn encryption_dictionary(bytes: &[u8]) -> Option<Dictionary> {
-    let mut before = bytes.len();
-    for _ in 0..MAX_TRAILER_KEYS {
-        let at = find_last(bytes.get(..before)?, b"/Encrypt")?;
-        before = at;
-        let mut parser = Parser::new(window(bytes, at), at);
-        if parser.object() != Some(Object::Name(b"Encrypt".to_vec())) {
-            continue;
-        }
-        let dictionary = match parser.object() {
-            Some(Object::Dictionary(dictionary)) => Some(dictionary),
-            Some(Object::Reference(number, generation)) => {
-                object_dictionary(bytes, number, generation)
-            }
-            _ => None,
-        };
-        if dictionary.is_some() {
-            return dictionary;
-        }
-    }
-    None
+    trailer_values(bytes, b"/Encrypt").find_map(|value| match value {
+        Object::Dictionary(dictionary) => Some(dictionary),
+        Object::Reference(number, generation) => object_dictionary(bytes, number, generation),
+        _ => None,
+    })
 }
 
 /// Returns the dictionary of the last definition `N G obj` of an object.
 fn object_dictionary(bytes: &[u8], number: u32, generation: u16) -> Option<Dictionary> {
     let header = format!("{number} {generation} obj");
-    let mut before = bytes.len();
-    for _ in 0..MAX_DEFINITIONS {
-        let at = find_last(bytes.get(..before)?, header.as_bytes())?;
-        before = at;
-        let starts_token = at == 0 || bytes.get(at - 1).is_some_and(|b| !b.is_ascii_digit());
-        if !starts_token {
-            continue;
-        }
-        let start = at + header.len();
-        if let Some(dictionary) = Parser::new(window(bytes, start), start).dictionary() {
-            return Some(dictionary);
-        }
-    }
-    None
+    memchr::memmem::rfind_iter(bytes, header.as_bytes())
+        .take(MAX_DEFINITIONS)
+        .filter(|&at| at == 0 || !bytes[at - 1].is_ascii_digit())
+        .find_map(|at| {
+            let start = at + header.len();
+            Parser::new(window(bytes, start), start).dictionary()
+        })
 }
 
 /// Returns the first string of the last `/ID` array, or an empty string.
 fn first_id(bytes: &[u8]) -> Vec<u8> {
-    let mut before = bytes.len();
-    for _ in 0..MAX_TRAILER_KEYS {
-        let Some(at) = bytes.get(..before).and_then(|head| find_last(head, b"/ID")) else {
-            break;
-        };
-        before = at;
-        let mut parser = Parser::new(window(bytes, at), at);
-        if parser.object() != Some(Object::Name(b"ID".to_vec())) {
-            continue;
-        }
-        if let Some(Object::Array(items)) = parser.object() {
-            if let Some(Object::String(id)) = items.into_iter().next() {
-                return id;
+    trailer_values(bytes, b"/ID")
+        .find_map(|value| match value {
+            Object::Array(items) => match items.into_iter().next() {
+                Some(Object::String(id)) => Some(id),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Reads the values of the last `MAX_TRAILER_KEYS` occurrences of the name
+/// `key` (slash included), from the end of the file. An occurrence that is
+/// part of a longer name or has no readable value is skipped.
+fn trailer_values<'a>(bytes: &'a [u8], key: &'static [u8]) -> impl Iterator<Item = Object> + 'a {
+    memchr::memmem::rfind_iter(bytes, key)
+        .take(MAX_TRAILER_KEYS)
+        .filter_map(move |at| {
+            let mut parser = Parser::new(window(bytes, at), at);
+            match parser.object()? {
+                Object::Name(name) if name == key[1..] => parser.object(),
+                _ => None,
             }
-        }
-    }
-    Vec::new()
+        })
 }
 
 /// Derives the decryptor for the empty user password, or returns `None`
@@ -493,6 +478,7 @@ pub(super) fn object_header_before(bytes: &[u8], keyword: usize) -> Option<(u32,
 
 #[cfg(test)]
 mod tests {
+    use super::super::find_last;
     use super::*;
 
     #[test]
