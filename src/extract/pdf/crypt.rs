@@ -172,39 +172,27 @@ fn decryptor(dictionary: &Dictionary, id: &[u8]) -> Option<Decryptor> {
     let revision = dictionary.integer(b"R")?;
     let owner = dictionary.string(b"O")?;
     let user = dictionary.string(b"U")?;
-    match (version, revision) {
+    let (key, strings, streams) = match (version, revision) {
         (1 | 2, 2 | 3) => {
             let bits = if version == 1 {
                 40
             } else {
                 dictionary.integer(b"Length").unwrap_or(40)
             };
-            let key = md5_key(dictionary, revision, key_length(bits)?, owner, id)?;
-            check_rc4_user(&key, revision, user, id)?;
-            Some(Decryptor {
-                key,
-                strings: Method::Rc4,
-                streams: Method::Rc4,
-            })
+            let key = md5_key(dictionary, revision, key_length(bits)?, owner, user, id)?;
+            (key, Method::Rc4, Method::Rc4)
         }
         (4, 4) => {
-            let strings = crypt_filter(dictionary, b"StrF")?;
-            let streams = crypt_filter(dictionary, b"StmF")?;
+            let (strings, streams) = crypt_filters(dictionary)?;
             if [strings, streams].contains(&Method::AesV3) {
                 return None;
             }
             let bits = dictionary.integer(b"Length").unwrap_or(128);
-            let key = md5_key(dictionary, revision, key_length(bits)?, owner, id)?;
-            check_rc4_user(&key, revision, user, id)?;
-            Some(Decryptor {
-                key,
-                strings,
-                streams,
-            })
+            let key = md5_key(dictionary, revision, key_length(bits)?, owner, user, id)?;
+            (key, strings, streams)
         }
         (5, 5 | 6) => {
-            let strings = crypt_filter(dictionary, b"StrF")?;
-            let streams = crypt_filter(dictionary, b"StmF")?;
+            let (strings, streams) = crypt_filters(dictionary)?;
             if [strings, streams]
                 .iter()
                 .any(|method| !matches!(method, Method::AesV3 | Method::Identity))
@@ -212,20 +200,29 @@ fn decryptor(dictionary: &Dictionary, id: &[u8]) -> Option<Decryptor> {
                 return None;
             }
             let user_key = dictionary.string(b"UE")?;
-            let key = sha_key(revision, user, user_key)?;
-            Some(Decryptor {
-                key,
-                strings,
-                streams,
-            })
+            (sha_key(revision, user, user_key)?, strings, streams)
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Decryptor {
+        key,
+        strings,
+        streams,
+    })
 }
 
 /// Converts a `/Length` in bits (40 to 128, a multiple of 8) to bytes.
 fn key_length(bits: i64) -> Option<usize> {
     ((40..=128).contains(&bits) && bits % 8 == 0).then_some((bits / 8) as usize)
+}
+
+/// Reads the methods of strings (`/StrF`) and streams (`/StmF`) in a
+/// version 4 or 5 dictionary.
+fn crypt_filters(dictionary: &Dictionary) -> Option<(Method, Method)> {
+    Some((
+        crypt_filter(dictionary, b"StrF")?,
+        crypt_filter(dictionary, b"StmF")?,
+    ))
 }
 
 /// Reads the method of the crypt filter named by `/StmF` or `/StrF` in a
@@ -248,12 +245,14 @@ fn crypt_filter(dictionary: &Dictionary, key: &[u8]) -> Option<Method> {
 /// Computes the file key of revisions 2 to 4 for the empty user password
 /// (algorithm 2). It is the MD5 of the padded password, `/O`, `/P` as four
 /// little-endian bytes and the first `/ID` string. From revision 3 on, the
-/// digest is hashed 50 more times.
+/// digest is hashed 50 more times. Returns `None` when the key does not
+/// give `/U`, so the user password is not empty.
 fn md5_key(
     dictionary: &Dictionary,
     revision: i64,
     length: usize,
     owner: &[u8],
+    user: &[u8],
     id: &[u8],
 ) -> Option<Vec<u8>> {
     // `/P` is a 32-bit signed integer, which some writers give unsigned.
@@ -272,7 +271,9 @@ fn md5_key(
             digest = Md5::digest(&digest[..length]);
         }
     }
-    Some(digest[..length].to_vec())
+    let key = digest[..length].to_vec();
+    check_rc4_user(&key, revision, user, id)?;
+    Some(key)
 }
 
 /// Checks that `key` is the key of the empty user password by computing
