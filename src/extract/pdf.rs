@@ -103,14 +103,14 @@ pub(crate) fn link_targets(
     for found in KEYS.find_iter(bytes) {
         if found.pattern().as_usize() == 0 {
             links.read_value(bytes, found.end(), decryptor)?;
-        } else {
+        } else if streams.len() < MAX_OBJECT_STREAMS {
             streams.push(found.start());
         }
     }
     // Streams do not overlap, so a name inside the data of the previous
     // stream is skipped and every byte is searched for `endstream` once.
     let mut previous_end = 0;
-    for at in streams.into_iter().take(MAX_OBJECT_STREAMS) {
+    for at in streams {
         if at < previous_end {
             continue;
         }
