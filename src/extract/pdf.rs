@@ -28,6 +28,7 @@ mod crypt;
 mod filters;
 mod syntax;
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
@@ -118,21 +119,19 @@ pub(crate) fn link_targets(
             continue;
         };
         previous_end = stream.end;
-        let decrypted;
         let data = match decryptor {
-            None => stream.data,
+            None => Cow::Borrowed(stream.data),
             Some(decryptor) => {
-                let Some(object) = stream.object else {
-                    continue;
-                };
-                let Some(plain) = decryptor.stream(object, stream.data) else {
-                    continue;
-                };
-                decrypted = plain;
-                &decrypted
+                let plain = stream
+                    .object
+                    .and_then(|object| decryptor.stream(object, stream.data));
+                match plain {
+                    Some(plain) => Cow::Owned(plain),
+                    None => continue,
+                }
             }
         };
-        let Some(decoded) = filters::decode(&stream.filters, data, budget) else {
+        let Some(decoded) = filters::decode(&stream.filters, &data, budget) else {
             continue;
         };
         // The objects in an object stream are not encrypted on their own.
