@@ -169,13 +169,7 @@ impl Links<'_> {
         at: usize,
         decryptor: Option<&Decryptor>,
     ) -> ControlFlow<()> {
-        let white = bytes
-            .get(at..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|b| syntax::is_white(**b))
-            .count();
-        let position = at + white;
+        let position = at + syntax::white_run(bytes.get(at..).unwrap_or_default());
         if bytes
             .get(position..)
             .is_some_and(|rest| rest.starts_with(b"<<"))
@@ -335,11 +329,7 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
 fn declared_length(dictionary: &syntax::Dictionary, rest: &[u8]) -> Option<usize> {
     let length = usize::try_from(dictionary.integer(b"Length")?).ok()?;
     let after = rest.get(length..)?;
-    let white = after
-        .iter()
-        .take(32)
-        .take_while(|b| syntax::is_white(**b))
-        .count();
+    let white = syntax::white_run(&after[..after.len().min(32)]);
     after
         .get(white..)?
         .starts_with(b"endstream")

@@ -397,6 +397,11 @@ fn is_delimiter(byte: u8) -> bool {
     )
 }
 
+/// Length of the run of white space at the start of `bytes`.
+pub(super) fn white_run(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| is_white(**b)).count()
+}
+
 /// PDF white space: NUL, tab, line feed, form feed, carriage return, space.
 pub(super) fn is_white(byte: u8) -> bool {
     matches!(byte, 0 | b'\t' | b'\n' | 0x0c | b'\r' | b' ')
