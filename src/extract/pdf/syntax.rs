@@ -259,8 +259,11 @@ fn name(bytes: &[u8]) -> (Vec<u8>, usize) {
         let escaped = (byte == b'#')
             .then(|| raw.get(position + 1..position + 3))
             .flatten()
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
+            .and_then(|digits| {
+                let mut value = [0u8];
+                hex::decode_to_slice(digits, &mut value).ok()?;
+                Some(value[0])
+            });
         match escaped {
             Some(value) => {
                 out.push(value);
@@ -418,7 +421,7 @@ mod tests {
     #[test]
     fn dictionary_entries() {
         let text = "<< /Type /ObjStm /N 3 /Filter [/A85 /Fl] /Encrypt 12 0 R \
-                    /ID [<0A1b> (x\\)y)] /Flag false /Ratio 1.5 /Na#6De /F%c\n/G 1 >>";
+                    /ID [<0A1b> (x\\)y)] /Flag false /Ratio 1.5 /Na#6De /F%c\n/G 1 /Sign#+1 /Na#-1 >>";
         let Some(Object::Dictionary(dictionary)) = parse(text) else {
             panic!("no dictionary in {text}");
         };
@@ -443,6 +446,7 @@ mod tests {
         assert_eq!(dictionary.get(b"Ratio"), Some(&Object::Real));
         assert_eq!(dictionary.name(b"Name"), Some(&b"F"[..]));
         assert_eq!(dictionary.name(b"G"), None);
+        assert_eq!(dictionary.name(b"Sign#+1"), Some(&b"Na#-1"[..]));
         assert_eq!(dictionary.integer(b"G"), Some(1));
     }
 
