@@ -225,6 +225,9 @@ impl Links<'_> {
         }
     }
 
+    /// Passes `target` to `emit`, resolved against the base when it is
+    /// relative. Relative targets read before any base are held back, up
+    /// to `MAX_PENDING_TARGETS` of them.
     fn pass(&mut self, target: String) -> ControlFlow<()> {
         if !matches!(
             url::Url::parse(&target),

@@ -296,9 +296,10 @@ fn check_rc4_user(key: &[u8], revision: i64, user: &[u8], id: &[u8]) -> Option<(
 }
 
 /// Derives the file key of revisions 5 and 6 for the empty user password
-/// (algorithm 2.A): `/U` contains a 32-byte hash, an 8-byte validation salt
-/// and an 8-byte key salt, and `/UE` the file key, encrypted with the hash
-/// of the key salt. Returns `None` when the password is not empty.
+/// (algorithm 2.A). `/U` contains a 32-byte hash, an 8-byte validation
+/// salt and an 8-byte key salt. `/UE` contains the file key, encrypted
+/// with the hash of the key salt. Returns `None` when the password is not
+/// empty.
 fn sha_key(revision: i64, user: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
     let hash = |salt: &[u8]| -> [u8; 32] {
         if revision == 5 {

@@ -91,7 +91,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Offset of the first byte not read yet.
+    /// Returns the offset of the first byte not read yet.
     pub(super) fn position(&self) -> usize {
         self.position
     }
@@ -382,8 +382,8 @@ pub(super) fn hex_digits(data: &[u8], limit: usize) -> (Vec<u8>, usize, bool) {
     (out, used, false)
 }
 
-/// Length of the run of regular characters (neither white space nor
-/// delimiters) at the start of `bytes`.
+/// Counts the regular characters (neither white space nor delimiters) at
+/// the start of `bytes`.
 fn regular_run(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| !is_ending(**b)).count()
 }
@@ -400,12 +400,13 @@ fn is_delimiter(byte: u8) -> bool {
     )
 }
 
-/// Length of the run of white space at the start of `bytes`.
+/// Counts the white space bytes at the start of `bytes`.
 pub(super) fn white_run(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| is_white(**b)).count()
 }
 
-/// PDF white space: NUL, tab, line feed, form feed, carriage return, space.
+/// Tells whether `byte` is PDF white space: NUL, tab, line feed, form feed,
+/// carriage return or space.
 pub(super) fn is_white(byte: u8) -> bool {
     matches!(byte, 0 | b'\t' | b'\n' | 0x0c | b'\r' | b' ')
 }
