@@ -287,7 +287,7 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
     let before = bytes.get(window_start..at)?;
     let (object, dictionary_start) = match find_last(before, b"obj") {
         Some(keyword) => (
-            crypt::object_header_before(bytes, window_start + keyword),
+            syntax::object_header_before(bytes, window_start + keyword),
             keyword + find(before.get(keyword..)?, b"<<")?,
         ),
         None => (None, find_last(before, b"<<")?),

@@ -16,7 +16,7 @@ use aes::{Aes128, Aes256};
 use md5::{Digest, Md5};
 use sha2::{Sha256, Sha384, Sha512};
 
-use super::syntax::{Dictionary, Object, Parser};
+use super::syntax::{object_header_before, Dictionary, Object, Parser};
 use super::window;
 
 /// The padding string that stands for an empty password in algorithm 2
@@ -457,27 +457,6 @@ impl ObjectTracker {
     }
 }
 
-/// Reads the `N G` before the `obj` keyword at `keyword`.
-pub(super) fn object_header_before(bytes: &[u8], keyword: usize) -> Option<(u32, u16)> {
-    let head = bytes.get(keyword.saturating_sub(32)..keyword)?;
-    if !head.last().is_some_and(|b| super::syntax::is_white(*b)) {
-        return None;
-    }
-    let mut tokens = head
-        .split(|b| super::syntax::is_white(*b))
-        .filter(|token| !token.is_empty())
-        .rev();
-    let generation = tokens.next()?;
-    let number = tokens.next()?;
-    let all_digits = |token: &[u8]| !token.is_empty() && token.iter().all(u8::is_ascii_digit);
-    if !all_digits(generation) || !all_digits(number) {
-        return None;
-    }
-    let generation = std::str::from_utf8(generation).ok()?.parse().ok()?;
-    let number = std::str::from_utf8(number).ok()?.parse().ok()?;
-    Some((number, generation))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::find_last;
@@ -493,20 +472,6 @@ mod tests {
         assert_eq!(tracker.object_at(file, offset(b"(b)")), Some((7, 3)));
         assert_eq!(tracker.object_at(file, offset(b"(c)")), None);
         assert_eq!(tracker.object_at(file, offset(b"(a)")), None);
-    }
-
-    #[test]
-    fn object_header_tokens() {
-        assert_eq!(object_header_before(b"1 0 obj", 4), Some((1, 0)));
-        assert_eq!(
-            object_header_before(b"\n4294967295 65535 obj", 18),
-            Some((4294967295, 65535))
-        );
-        assert_eq!(object_header_before(b"4294967296 0 obj", 13), None);
-        assert_eq!(object_header_before(b"x1 0 obj", 5), None);
-        assert_eq!(object_header_before(b"1 0obj", 3), None);
-        assert_eq!(object_header_before(b"0 obj", 2), None);
-        assert_eq!(object_header_before(b"obj", 0), None);
     }
 
     #[test]

@@ -382,6 +382,27 @@ pub(super) fn hex_digits(data: &[u8], limit: usize) -> (Vec<u8>, usize, bool) {
     (out, used, false)
 }
 
+/// Reads the `N G` before the `obj` keyword at `keyword`.
+pub(super) fn object_header_before(bytes: &[u8], keyword: usize) -> Option<(u32, u16)> {
+    let head = bytes.get(keyword.saturating_sub(32)..keyword)?;
+    if !head.last().is_some_and(|b| is_white(*b)) {
+        return None;
+    }
+    let mut tokens = head
+        .split(|b| is_white(*b))
+        .filter(|token| !token.is_empty())
+        .rev();
+    let generation = tokens.next()?;
+    let number = tokens.next()?;
+    let all_digits = |token: &[u8]| !token.is_empty() && token.iter().all(u8::is_ascii_digit);
+    if !all_digits(generation) || !all_digits(number) {
+        return None;
+    }
+    let generation = std::str::from_utf8(generation).ok()?.parse().ok()?;
+    let number = std::str::from_utf8(number).ok()?.parse().ok()?;
+    Some((number, generation))
+}
+
 /// Counts the regular characters (neither white space nor delimiters) at
 /// the start of `bytes`.
 fn regular_run(bytes: &[u8]) -> usize {
@@ -472,6 +493,20 @@ mod tests {
         assert_eq!(hex_string(b">"), Some((Vec::new(), 1)));
         assert_eq!(hex_string(b"41zz>"), None);
         assert_eq!(hex_string(b"4142"), None);
+    }
+
+    #[test]
+    fn object_header_tokens() {
+        assert_eq!(object_header_before(b"1 0 obj", 4), Some((1, 0)));
+        assert_eq!(
+            object_header_before(b"\n4294967295 65535 obj", 18),
+            Some((4294967295, 65535))
+        );
+        assert_eq!(object_header_before(b"4294967296 0 obj", 13), None);
+        assert_eq!(object_header_before(b"x1 0 obj", 5), None);
+        assert_eq!(object_header_before(b"1 0obj", 3), None);
+        assert_eq!(object_header_before(b"0 obj", 2), None);
+        assert_eq!(object_header_before(b"obj", 0), None);
     }
 
     #[test]
