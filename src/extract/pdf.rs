@@ -28,6 +28,7 @@ mod crypt;
 mod filters;
 mod syntax;
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
@@ -103,14 +104,14 @@ pub(crate) fn link_targets(
     for found in KEYS.find_iter(bytes) {
         if found.pattern().as_usize() == 0 {
             links.read_value(bytes, found.end(), decryptor)?;
-        } else {
+        } else if streams.len() < MAX_OBJECT_STREAMS {
             streams.push(found.start());
         }
     }
     // Streams do not overlap, so a name inside the data of the previous
     // stream is skipped and every byte is searched for `endstream` once.
     let mut previous_end = 0;
-    for at in streams.into_iter().take(MAX_OBJECT_STREAMS) {
+    for at in streams {
         if at < previous_end {
             continue;
         }
@@ -118,21 +119,19 @@ pub(crate) fn link_targets(
             continue;
         };
         previous_end = stream.end;
-        let decrypted;
         let data = match decryptor {
-            None => stream.data,
+            None => Cow::Borrowed(stream.data),
             Some(decryptor) => {
-                let Some(object) = stream.object else {
-                    continue;
-                };
-                let Some(plain) = decryptor.stream(object, stream.data) else {
-                    continue;
-                };
-                decrypted = plain;
-                &decrypted
+                let plain = stream
+                    .object
+                    .and_then(|object| decryptor.stream(object, stream.data));
+                match plain {
+                    Some(plain) => Cow::Owned(plain),
+                    None => continue,
+                }
             }
         };
-        let Some(decoded) = filters::decode(&stream.filters, data, budget) else {
+        let Some(decoded) = filters::decode(&stream.filters, &data, budget) else {
             continue;
         };
         // The objects in an object stream are not encrypted on their own.
@@ -170,13 +169,7 @@ impl Links<'_> {
         at: usize,
         decryptor: Option<&Decryptor>,
     ) -> ControlFlow<()> {
-        let white = bytes
-            .get(at..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|b| syntax::is_white(**b))
-            .count();
-        let position = at + white;
+        let position = at + syntax::white_run(bytes.get(at..).unwrap_or_default());
         if bytes
             .get(position..)
             .is_some_and(|rest| rest.starts_with(b"<<"))
@@ -200,8 +193,7 @@ impl Links<'_> {
             return;
         }
         self.dictionaries_left -= 1;
-        let window_end = bytes.len().min(position.saturating_add(DICTIONARY_WINDOW));
-        let Some(dictionary) = Parser::new(&bytes[..window_end], position).dictionary() else {
+        let Some(dictionary) = Parser::new(window(bytes, position), position).dictionary() else {
             return;
         };
         let Some(text) = dictionary
@@ -233,6 +225,9 @@ impl Links<'_> {
         }
     }
 
+    /// Passes `target` to `emit`, resolved against the base when it is
+    /// relative. Relative targets read before any base are held back, up
+    /// to `MAX_PENDING_TARGETS` of them.
     fn pass(&mut self, target: String) -> ControlFlow<()> {
         if !matches!(
             url::Url::parse(&target),
@@ -292,13 +287,12 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
     let before = bytes.get(window_start..at)?;
     let (object, dictionary_start) = match find_last(before, b"obj") {
         Some(keyword) => (
-            crypt::object_header_before(bytes, window_start + keyword),
+            syntax::object_header_before(bytes, window_start + keyword),
             keyword + find(before.get(keyword..)?, b"<<")?,
         ),
         None => (None, find_last(before, b"<<")?),
     };
-    let window_end = bytes.len().min(at.saturating_add(DICTIONARY_WINDOW));
-    let mut parser = Parser::new(bytes.get(..window_end)?, window_start + dictionary_start);
+    let mut parser = Parser::new(window(bytes, at), window_start + dictionary_start);
     let dictionary = parser.dictionary()?;
     if dictionary.name(b"Type") != Some(b"ObjStm") {
         return None;
@@ -338,11 +332,7 @@ fn object_stream_at(bytes: &[u8], at: usize) -> Option<ObjectStream<'_>> {
 fn declared_length(dictionary: &syntax::Dictionary, rest: &[u8]) -> Option<usize> {
     let length = usize::try_from(dictionary.integer(b"Length")?).ok()?;
     let after = rest.get(length..)?;
-    let white = after
-        .iter()
-        .take(32)
-        .take_while(|b| syntax::is_white(**b))
-        .count();
+    let white = syntax::white_run(&after[..after.len().min(32)]);
     after
         .get(white..)?
         .starts_with(b"endstream")
@@ -371,6 +361,13 @@ fn text_of(raw: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
+}
+
+/// Returns the bytes from the start of the file to `DICTIONARY_WINDOW`
+/// bytes past `at`, so that a parser started at `at` reads a bounded
+/// amount.
+fn window(bytes: &[u8], at: usize) -> &[u8] {
+    &bytes[..bytes.len().min(at.saturating_add(DICTIONARY_WINDOW))]
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

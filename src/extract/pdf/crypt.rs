@@ -16,8 +16,8 @@ use aes::{Aes128, Aes256};
 use md5::{Digest, Md5};
 use sha2::{Sha256, Sha384, Sha512};
 
-use super::syntax::{Dictionary, Object, Parser};
-use super::{find_last, DICTIONARY_WINDOW};
+use super::syntax::{object_header_before, Dictionary, Object, Parser};
+use super::window;
 
 /// The padding string that stands for an empty password in algorithm 2
 /// (ISO 32000-1, section 7.6.3.3).
@@ -115,73 +115,51 @@ pub(super) fn security(bytes: &[u8]) -> Security {
 /// reference stream dictionary, as a direct dictionary or the object it
 /// refers to.
 fn encryption_dictionary(bytes: &[u8]) -> Option<Dictionary> {
-    let mut before = bytes.len();
-    for _ in 0..MAX_TRAILER_KEYS {
-        let at = find_last(bytes.get(..before)?, b"/Encrypt")?;
-        before = at;
-        let mut parser = Parser::new(window(bytes, at), at);
-        if parser.object() != Some(Object::Name(b"Encrypt".to_vec())) {
-            continue;
-        }
-        let dictionary = match parser.object() {
-            Some(Object::Dictionary(dictionary)) => Some(dictionary),
-            Some(Object::Reference(number, generation)) => {
-                object_dictionary(bytes, number, generation)
-            }
-            _ => None,
-        };
-        if dictionary.is_some() {
-            return dictionary;
-        }
-    }
-    None
+    trailer_values(bytes, b"/Encrypt").find_map(|value| match value {
+        Object::Dictionary(dictionary) => Some(dictionary),
+        Object::Reference(number, generation) => object_dictionary(bytes, number, generation),
+        _ => None,
+    })
 }
 
 /// Returns the dictionary of the last definition `N G obj` of an object.
 fn object_dictionary(bytes: &[u8], number: u32, generation: u16) -> Option<Dictionary> {
     let header = format!("{number} {generation} obj");
-    let mut before = bytes.len();
-    for _ in 0..MAX_DEFINITIONS {
-        let at = find_last(bytes.get(..before)?, header.as_bytes())?;
-        before = at;
-        let starts_token = at == 0 || bytes.get(at - 1).is_some_and(|b| !b.is_ascii_digit());
-        if !starts_token {
-            continue;
-        }
-        let start = at + header.len();
-        if let Some(dictionary) = Parser::new(window(bytes, start), start).dictionary() {
-            return Some(dictionary);
-        }
-    }
-    None
+    memchr::memmem::rfind_iter(bytes, header.as_bytes())
+        .take(MAX_DEFINITIONS)
+        .filter(|&at| at == 0 || !bytes[at - 1].is_ascii_digit())
+        .find_map(|at| {
+            let start = at + header.len();
+            Parser::new(window(bytes, start), start).dictionary()
+        })
 }
 
 /// Returns the first string of the last `/ID` array, or an empty string.
 fn first_id(bytes: &[u8]) -> Vec<u8> {
-    let mut before = bytes.len();
-    for _ in 0..MAX_TRAILER_KEYS {
-        let Some(at) = bytes.get(..before).and_then(|head| find_last(head, b"/ID")) else {
-            break;
-        };
-        before = at;
-        let mut parser = Parser::new(window(bytes, at), at);
-        if parser.object() != Some(Object::Name(b"ID".to_vec())) {
-            continue;
-        }
-        if let Some(Object::Array(items)) = parser.object() {
-            if let Some(Object::String(id)) = items.into_iter().next() {
-                return id;
-            }
-        }
-    }
-    Vec::new()
+    trailer_values(bytes, b"/ID")
+        .find_map(|value| match value {
+            Object::Array(items) => match items.into_iter().next() {
+                Some(Object::String(id)) => Some(id),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
-/// Returns the bytes from the start of the file to `DICTIONARY_WINDOW`
-/// bytes past `at`, so that a parser started at `at` reads a bounded
-/// amount.
-fn window(bytes: &[u8], at: usize) -> &[u8] {
-    &bytes[..bytes.len().min(at.saturating_add(DICTIONARY_WINDOW))]
+/// Reads the values of the last `MAX_TRAILER_KEYS` occurrences of the name
+/// `key` (slash included), from the end of the file. An occurrence that is
+/// part of a longer name or has no readable value is skipped.
+fn trailer_values<'a>(bytes: &'a [u8], key: &'static [u8]) -> impl Iterator<Item = Object> + 'a {
+    memchr::memmem::rfind_iter(bytes, key)
+        .take(MAX_TRAILER_KEYS)
+        .filter_map(move |at| {
+            let mut parser = Parser::new(window(bytes, at), at);
+            match parser.object()? {
+                Object::Name(name) if name == key[1..] => parser.object(),
+                _ => None,
+            }
+        })
 }
 
 /// Derives the decryptor for the empty user password, or returns `None`
@@ -194,39 +172,27 @@ fn decryptor(dictionary: &Dictionary, id: &[u8]) -> Option<Decryptor> {
     let revision = dictionary.integer(b"R")?;
     let owner = dictionary.string(b"O")?;
     let user = dictionary.string(b"U")?;
-    match (version, revision) {
+    let (key, strings, streams) = match (version, revision) {
         (1 | 2, 2 | 3) => {
             let bits = if version == 1 {
                 40
             } else {
                 dictionary.integer(b"Length").unwrap_or(40)
             };
-            let key = md5_key(dictionary, revision, key_length(bits)?, owner, id)?;
-            check_rc4_user(&key, revision, user, id)?;
-            Some(Decryptor {
-                key,
-                strings: Method::Rc4,
-                streams: Method::Rc4,
-            })
+            let key = md5_key(dictionary, revision, key_length(bits)?, owner, user, id)?;
+            (key, Method::Rc4, Method::Rc4)
         }
         (4, 4) => {
-            let strings = crypt_filter(dictionary, b"StrF")?;
-            let streams = crypt_filter(dictionary, b"StmF")?;
+            let (strings, streams) = crypt_filters(dictionary)?;
             if [strings, streams].contains(&Method::AesV3) {
                 return None;
             }
             let bits = dictionary.integer(b"Length").unwrap_or(128);
-            let key = md5_key(dictionary, revision, key_length(bits)?, owner, id)?;
-            check_rc4_user(&key, revision, user, id)?;
-            Some(Decryptor {
-                key,
-                strings,
-                streams,
-            })
+            let key = md5_key(dictionary, revision, key_length(bits)?, owner, user, id)?;
+            (key, strings, streams)
         }
         (5, 5 | 6) => {
-            let strings = crypt_filter(dictionary, b"StrF")?;
-            let streams = crypt_filter(dictionary, b"StmF")?;
+            let (strings, streams) = crypt_filters(dictionary)?;
             if [strings, streams]
                 .iter()
                 .any(|method| !matches!(method, Method::AesV3 | Method::Identity))
@@ -234,20 +200,29 @@ fn decryptor(dictionary: &Dictionary, id: &[u8]) -> Option<Decryptor> {
                 return None;
             }
             let user_key = dictionary.string(b"UE")?;
-            let key = sha_key(revision, user, user_key)?;
-            Some(Decryptor {
-                key,
-                strings,
-                streams,
-            })
+            (sha_key(revision, user, user_key)?, strings, streams)
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Decryptor {
+        key,
+        strings,
+        streams,
+    })
 }
 
 /// Converts a `/Length` in bits (40 to 128, a multiple of 8) to bytes.
 fn key_length(bits: i64) -> Option<usize> {
     ((40..=128).contains(&bits) && bits % 8 == 0).then_some((bits / 8) as usize)
+}
+
+/// Reads the methods of strings (`/StrF`) and streams (`/StmF`) in a
+/// version 4 or 5 dictionary.
+fn crypt_filters(dictionary: &Dictionary) -> Option<(Method, Method)> {
+    Some((
+        crypt_filter(dictionary, b"StrF")?,
+        crypt_filter(dictionary, b"StmF")?,
+    ))
 }
 
 /// Reads the method of the crypt filter named by `/StmF` or `/StrF` in a
@@ -270,12 +245,14 @@ fn crypt_filter(dictionary: &Dictionary, key: &[u8]) -> Option<Method> {
 /// Computes the file key of revisions 2 to 4 for the empty user password
 /// (algorithm 2). It is the MD5 of the padded password, `/O`, `/P` as four
 /// little-endian bytes and the first `/ID` string. From revision 3 on, the
-/// digest is hashed 50 more times.
+/// digest is hashed 50 more times. Returns `None` when the key does not
+/// give `/U`, so the user password is not empty.
 fn md5_key(
     dictionary: &Dictionary,
     revision: i64,
     length: usize,
     owner: &[u8],
+    user: &[u8],
     id: &[u8],
 ) -> Option<Vec<u8>> {
     // `/P` is a 32-bit signed integer, which some writers give unsigned.
@@ -294,7 +271,9 @@ fn md5_key(
             digest = Md5::digest(&digest[..length]);
         }
     }
-    Some(digest[..length].to_vec())
+    let key = digest[..length].to_vec();
+    check_rc4_user(&key, revision, user, id)?;
+    Some(key)
 }
 
 /// Checks that `key` is the key of the empty user password by computing
@@ -317,9 +296,10 @@ fn check_rc4_user(key: &[u8], revision: i64, user: &[u8], id: &[u8]) -> Option<(
 }
 
 /// Derives the file key of revisions 5 and 6 for the empty user password
-/// (algorithm 2.A): `/U` contains a 32-byte hash, an 8-byte validation salt
-/// and an 8-byte key salt, and `/UE` the file key, encrypted with the hash
-/// of the key salt. Returns `None` when the password is not empty.
+/// (algorithm 2.A). `/U` contains a 32-byte hash, an 8-byte validation
+/// salt and an 8-byte key salt. `/UE` contains the file key, encrypted
+/// with the hash of the key salt. Returns `None` when the password is not
+/// empty.
 fn sha_key(revision: i64, user: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
     let hash = |salt: &[u8]| -> [u8; 32] {
         if revision == 5 {
@@ -477,29 +457,9 @@ impl ObjectTracker {
     }
 }
 
-/// Reads the `N G` before the `obj` keyword at `keyword`.
-pub(super) fn object_header_before(bytes: &[u8], keyword: usize) -> Option<(u32, u16)> {
-    let head = bytes.get(keyword.saturating_sub(32)..keyword)?;
-    if !head.last().is_some_and(|b| super::syntax::is_white(*b)) {
-        return None;
-    }
-    let mut tokens = head
-        .split(|b| super::syntax::is_white(*b))
-        .filter(|token| !token.is_empty())
-        .rev();
-    let generation = tokens.next()?;
-    let number = tokens.next()?;
-    let all_digits = |token: &[u8]| !token.is_empty() && token.iter().all(u8::is_ascii_digit);
-    if !all_digits(generation) || !all_digits(number) {
-        return None;
-    }
-    let generation = std::str::from_utf8(generation).ok()?.parse().ok()?;
-    let number = std::str::from_utf8(number).ok()?.parse().ok()?;
-    Some((number, generation))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::find_last;
     use super::*;
 
     #[test]
@@ -512,20 +472,6 @@ mod tests {
         assert_eq!(tracker.object_at(file, offset(b"(b)")), Some((7, 3)));
         assert_eq!(tracker.object_at(file, offset(b"(c)")), None);
         assert_eq!(tracker.object_at(file, offset(b"(a)")), None);
-    }
-
-    #[test]
-    fn object_header_tokens() {
-        assert_eq!(object_header_before(b"1 0 obj", 4), Some((1, 0)));
-        assert_eq!(
-            object_header_before(b"\n4294967295 65535 obj", 18),
-            Some((4294967295, 65535))
-        );
-        assert_eq!(object_header_before(b"4294967296 0 obj", 13), None);
-        assert_eq!(object_header_before(b"x1 0 obj", 5), None);
-        assert_eq!(object_header_before(b"1 0obj", 3), None);
-        assert_eq!(object_header_before(b"0 obj", 2), None);
-        assert_eq!(object_header_before(b"obj", 0), None);
     }
 
     #[test]

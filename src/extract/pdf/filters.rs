@@ -5,9 +5,10 @@
 
 use std::borrow::Cow;
 
-use miniz_oxide::inflate::decompress_to_vec_zlib_with_limit;
+use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
 
-use super::syntax::{is_white, Dictionary, Object};
+use super::syntax::{hex_digits, is_white, Dictionary, Object};
 use super::Budget;
 
 /// Maximum filters in one chain.
@@ -81,14 +82,31 @@ pub(super) fn decode(filters: &[Filter], data: &[u8], budget: &mut Budget<'_>) -
 }
 
 /// Decompresses zlib data into at most `limit` bytes. Returns the output
-/// and whether it was cut at the limit.
+/// and whether it was cut at the limit. Data cut short or damaged gives
+/// the bytes decoded before the fault.
 fn inflate(data: &[u8], limit: usize) -> (Vec<u8>, bool) {
-    match decompress_to_vec_zlib_with_limit(data, limit) {
-        Ok(out) => (out, false),
-        Err(error) => {
-            let truncated = error.output.len() >= limit;
-            (error.output, truncated)
+    // The output is tracked here because the error of
+    // `decompress_to_vec_zlib_with_limit` carries the whole zero-filled
+    // buffer, not only the bytes written.
+    let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER
+        | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    let mut decompressor = Box::<DecompressorOxide>::default();
+    let mut out = vec![0; data.len().saturating_mul(2).min(limit)];
+    let mut input = data;
+    let mut written = 0;
+    loop {
+        let (status, read, wrote) = decompress(&mut decompressor, input, &mut out, written, flags);
+        written += wrote;
+        input = input.get(read..).unwrap_or_default();
+        let full = status == TINFLStatus::HasMoreOutput;
+        if !full || out.len() >= limit {
+            out.truncate(written);
+            return (out, full);
         }
+        // The buffer at least doubles each round up to `limit`, where the
+        // loop ends.
+        let grown = out.len().saturating_mul(2).max(64).min(limit);
+        out.resize(grown, 0);
     }
 }
 
@@ -96,33 +114,8 @@ fn inflate(data: &[u8], limit: usize) -> (Vec<u8>, bool) {
 /// `limit` bytes. White space is skipped, and a missing last digit counts
 /// as 0. Decoding stops at the first byte that is not a digit.
 fn ascii_hex(data: &[u8], limit: usize) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut high: Option<u8> = None;
-    for &byte in data {
-        if is_white(byte) {
-            continue;
-        }
-        let Some(digit) = (byte as char).to_digit(16) else {
-            break;
-        };
-        let digit = digit as u8;
-        match high.take() {
-            Some(value) => {
-                if out.len() == limit {
-                    return (out, true);
-                }
-                out.push(value << 4 | digit);
-            }
-            None => high = Some(digit),
-        }
-    }
-    if let Some(value) = high {
-        if out.len() == limit {
-            return (out, true);
-        }
-        out.push(value << 4);
-    }
-    (out, false)
+    let (out, _, truncated) = hex_digits(data, limit);
+    (out, truncated)
 }
 
 /// Decodes base-85 groups up to the `~>` end marker into at most `limit`
@@ -210,6 +203,23 @@ mod tests {
         assert_eq!(ascii85(b"BQS?8uuuuu", 100), (b"http".to_vec(), false));
         assert_eq!(ascii85(b"BQzS?8", 100), (Vec::new(), false));
         assert_eq!(ascii85(b"BQS?8F~>", 100), (b"http".to_vec(), false));
+    }
+
+    #[test]
+    fn inflate_cut_short() {
+        let text: Vec<u8> = (0..4000u32)
+            .flat_map(|n| n.to_string().into_bytes())
+            .collect();
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&text, 6);
+        let cut = &packed[..packed.len() / 2];
+        let (out, truncated) = inflate(cut, 1 << 20);
+        assert!(!truncated);
+        assert!(!out.is_empty());
+        assert!(text.starts_with(&out), "{} bytes, not a prefix", out.len());
+        // A limit that the first output buffer already reaches.
+        let (out, truncated) = inflate(cut, cut.len() * 2);
+        assert!(!truncated);
+        assert!(text.starts_with(&out), "{} bytes, not a prefix", out.len());
     }
 
     #[test]

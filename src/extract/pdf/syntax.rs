@@ -91,7 +91,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Offset of the first byte not read yet.
+    /// Returns the offset of the first byte not read yet.
     pub(super) fn position(&self) -> usize {
         self.position
     }
@@ -259,8 +259,11 @@ fn name(bytes: &[u8]) -> (Vec<u8>, usize) {
         let escaped = (byte == b'#')
             .then(|| raw.get(position + 1..position + 3))
             .flatten()
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
+            .and_then(|digits| {
+                let mut value = [0u8];
+                hex::decode_to_slice(digits, &mut value).ok()?;
+                Some(value[0])
+            });
         match escaped {
             Some(value) => {
                 out.push(value);
@@ -338,29 +341,70 @@ pub(super) fn literal_string(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
 /// space is ignored and a missing last digit counts as 0. Returns the
 /// string and the bytes it took, closing `>` included.
 pub(super) fn hex_string(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let scan = &bytes[..bytes.len().min(MAX_STRING_LEN * 2 + 64)];
+    let (out, used, _) = hex_digits(scan, usize::MAX);
+    (scan.get(used) == Some(&b'>')).then_some((out, used + 1))
+}
+
+/// Decodes pairs of hexadecimal digits into at most `limit` bytes, up to
+/// the first byte that is neither a digit nor white space. A missing last
+/// digit counts as 0. Returns the bytes, the offset where decoding stopped
+/// and whether the output was cut at `limit`.
+pub(super) fn hex_digits(data: &[u8], limit: usize) -> (Vec<u8>, usize, bool) {
     let mut out = Vec::new();
     let mut high: Option<u8> = None;
-    for (position, &byte) in bytes.iter().enumerate().take(MAX_STRING_LEN * 2 + 64) {
-        if byte == b'>' {
-            if let Some(high) = high {
-                out.push(high << 4);
-            }
-            return Some((out, position + 1));
-        }
+    let mut used = data.len();
+    for (position, &byte) in data.iter().enumerate() {
         if is_white(byte) {
             continue;
         }
-        let digit = (byte as char).to_digit(16)? as u8;
+        let Some(digit) = (byte as char).to_digit(16) else {
+            used = position;
+            break;
+        };
+        let digit = digit as u8;
         match high.take() {
-            Some(value) => out.push(value << 4 | digit),
+            Some(value) => {
+                if out.len() == limit {
+                    return (out, position, true);
+                }
+                out.push(value << 4 | digit);
+            }
             None => high = Some(digit),
         }
     }
-    None
+    if let Some(value) = high {
+        if out.len() == limit {
+            return (out, used, true);
+        }
+        out.push(value << 4);
+    }
+    (out, used, false)
 }
 
-/// Length of the run of regular characters (neither white space nor
-/// delimiters) at the start of `bytes`.
+/// Reads the `N G` before the `obj` keyword at `keyword`.
+pub(super) fn object_header_before(bytes: &[u8], keyword: usize) -> Option<(u32, u16)> {
+    let head = bytes.get(keyword.saturating_sub(32)..keyword)?;
+    if !head.last().is_some_and(|b| is_white(*b)) {
+        return None;
+    }
+    let mut tokens = head
+        .split(|b| is_white(*b))
+        .filter(|token| !token.is_empty())
+        .rev();
+    let generation = tokens.next()?;
+    let number = tokens.next()?;
+    let all_digits = |token: &[u8]| !token.is_empty() && token.iter().all(u8::is_ascii_digit);
+    if !all_digits(generation) || !all_digits(number) {
+        return None;
+    }
+    let generation = std::str::from_utf8(generation).ok()?.parse().ok()?;
+    let number = std::str::from_utf8(number).ok()?.parse().ok()?;
+    Some((number, generation))
+}
+
+/// Counts the regular characters (neither white space nor delimiters) at
+/// the start of `bytes`.
 fn regular_run(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| !is_ending(**b)).count()
 }
@@ -377,7 +421,13 @@ fn is_delimiter(byte: u8) -> bool {
     )
 }
 
-/// PDF white space: NUL, tab, line feed, form feed, carriage return, space.
+/// Counts the white space bytes at the start of `bytes`.
+pub(super) fn white_run(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| is_white(**b)).count()
+}
+
+/// Tells whether `byte` is PDF white space: NUL, tab, line feed, form feed,
+/// carriage return or space.
 pub(super) fn is_white(byte: u8) -> bool {
     matches!(byte, 0 | b'\t' | b'\n' | 0x0c | b'\r' | b' ')
 }
@@ -393,7 +443,7 @@ mod tests {
     #[test]
     fn dictionary_entries() {
         let text = "<< /Type /ObjStm /N 3 /Filter [/A85 /Fl] /Encrypt 12 0 R \
-                    /ID [<0A1b> (x\\)y)] /Flag false /Ratio 1.5 /Na#6De /F%c\n/G 1 >>";
+                    /ID [<0A1b> (x\\)y)] /Flag false /Ratio 1.5 /Na#6De /F%c\n/G 1 /Sign#+1 /Na#-1 >>";
         let Some(Object::Dictionary(dictionary)) = parse(text) else {
             panic!("no dictionary in {text}");
         };
@@ -418,6 +468,7 @@ mod tests {
         assert_eq!(dictionary.get(b"Ratio"), Some(&Object::Real));
         assert_eq!(dictionary.name(b"Name"), Some(&b"F"[..]));
         assert_eq!(dictionary.name(b"G"), None);
+        assert_eq!(dictionary.name(b"Sign#+1"), Some(&b"Na#-1"[..]));
         assert_eq!(dictionary.integer(b"G"), Some(1));
     }
 
@@ -434,6 +485,28 @@ mod tests {
         );
         assert_eq!(parse("-4 0 R"), Some(Object::Integer(-4)));
         assert_eq!(parse("99999999999999999999"), Some(Object::Real));
+    }
+
+    #[test]
+    fn hex_string_ends() {
+        assert_eq!(hex_string(b"41 4>x"), Some((vec![0x41, 0x40], 5)));
+        assert_eq!(hex_string(b">"), Some((Vec::new(), 1)));
+        assert_eq!(hex_string(b"41zz>"), None);
+        assert_eq!(hex_string(b"4142"), None);
+    }
+
+    #[test]
+    fn object_header_tokens() {
+        assert_eq!(object_header_before(b"1 0 obj", 4), Some((1, 0)));
+        assert_eq!(
+            object_header_before(b"\n4294967295 65535 obj", 18),
+            Some((4294967295, 65535))
+        );
+        assert_eq!(object_header_before(b"4294967296 0 obj", 13), None);
+        assert_eq!(object_header_before(b"x1 0 obj", 5), None);
+        assert_eq!(object_header_before(b"1 0obj", 3), None);
+        assert_eq!(object_header_before(b"0 obj", 2), None);
+        assert_eq!(object_header_before(b"obj", 0), None);
     }
 
     #[test]
